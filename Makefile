@@ -1,0 +1,73 @@
+# aio-aws: build, test and check the C core and the Lua modules.
+# `make test` and `make demo` are the two set-up commands of the README.
+
+LUA        ?= lua5.4
+BUSTED     ?= $(LUA) /usr/bin/busted
+PKG_CONFIG ?= pkg-config
+LUA_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
+CC         ?= cc
+OPT        ?= -O2 -g
+WARN        = -Wall -Wextra -Werror
+CFLAGS_ALL  = $(WARN) $(OPT) -std=gnu11 -fPIC -fvisibility=hidden $(LUA_CFLAGS)
+LIBS        = -lcurl -lev -lcrypto -lexpat
+
+SRCS   = $(wildcard csrc/*.c)
+HDRS   = $(wildcard csrc/*.h)
+CORE   = lua/aio_aws/core.so
+
+# Debian packages the project needs (build, run time, tests). `make deps`
+# installs whichever are missing and runs apt-get update only then.
+DEBS = build-essential pkg-config lua5.4 liblua5.4-dev lua-cjson lua-yaml \
+       lua-argparse lua-busted lua-check luarocks libev-dev \
+       libcurl4-openssl-dev libssl-dev libexpat1-dev libhiredis-dev \
+       libhttp-parser-dev nginx-light redis-server python3-boto3 openssl \
+       curl valgrind
+
+SPEC_ARGS ?=
+BUSTED_RUN = $(BUSTED) -o spec/support/summary_output.lua $(SPEC_ARGS)
+
+.PHONY: all deps test check check-asan check-valgrind lint bench clean
+
+all: $(CORE)
+
+$(CORE): $(SRCS) $(HDRS)
+	$(CC) $(CFLAGS_ALL) -shared -o $@ $(SRCS) $(LIBS)
+
+deps:
+	@sh tools/deps.sh $(DEBS)
+
+lint:
+	@if command -v luacheck >/dev/null; then luacheck -q lua spec bench examples; fi
+
+test: deps all lint
+	$(BUSTED_RUN)
+
+# Sanitizers: the core is rebuilt into build/asan and loaded ahead of the
+# normal one; lua5.4 itself is not instrumented, so libasan is preloaded.
+# Leak checking is valgrind's job below (the interpreter exits without
+# freeing everything, which LeakSanitizer would report).
+ASAN_DIR = build/asan
+ASAN_CORE = $(ASAN_DIR)/aio_aws/core.so
+$(ASAN_CORE): $(SRCS) $(HDRS)
+	@mkdir -p $(ASAN_DIR)/aio_aws
+	$(CC) $(WARN) -O1 -g -std=gnu11 -fPIC $(LUA_CFLAGS) \
+	  -fsanitize=address,undefined -fno-sanitize-recover=all \
+	  -fno-omit-frame-pointer -shared -o $@ $(SRCS) $(LIBS)
+
+check-asan: deps $(ASAN_CORE)
+	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	AIO_AWS_CPATH="$(ASAN_DIR)/?.so" $(BUSTED_RUN)
+
+# The C-heavy specs under valgrind memcheck, against the normal build.
+VALGRIND_SPECS ?= spec/core
+check-valgrind: deps all
+	AIO_AWS_VALGRIND=1 valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
+	  --error-exitcode=1 --suppressions=spec/support/valgrind.supp \
+	  --trace-children=no $(BUSTED_RUN) $(VALGRIND_SPECS)
+
+check: check-asan check-valgrind
+
+clean:
+	rm -rf build $(CORE)
