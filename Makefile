@@ -26,7 +26,7 @@ DEBS = build-essential pkg-config lua5.4 liblua5.4-dev lua-cjson lua-yaml \
 SPEC_ARGS ?=
 BUSTED_RUN = $(BUSTED) -o spec/support/summary_output.lua $(SPEC_ARGS)
 
-.PHONY: all deps test check check-asan check-valgrind lint bench clean
+.PHONY: all deps test check check-asan check-valgrind lint bench models clean
 
 all: $(CORE)
 
@@ -68,6 +68,16 @@ check-valgrind: deps all
 	  --trace-children=no $(BUSTED_RUN) $(VALGRIND_SPECS)
 
 check: check-asan check-valgrind
+
+# Side-by-side benchmarks against peer clients (not tests; see bench/README.md).
+bench: deps all
+	sh bench/run
+
+# Regenerate the bundled compact models from botocore-format data
+# (BOTOCORE_DATA, default: Debian's python3-botocore). The build never needs it.
+BOTOCORE_DATA ?= /usr/lib/python3/dist-packages/botocore/data
+models:
+	$(LUA) tools/gen-models $(BOTOCORE_DATA) lua/aio_aws/models
 
 clean:
 	rm -rf build $(CORE)
