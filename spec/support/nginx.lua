@@ -47,6 +47,12 @@ local M = {}
 local NGINX = "/usr/sbin/nginx"
 local SMALL_BODY = ("aio-aws small response body "):rep(4):sub(1, 99) .. "\\n" -- 100 bytes
 local STATUSES = { 200, 204, 404, 500, 503 }
+-- /reqheader: one "name: value" line per thing the client sent.
+local REQHEADER_BODY = table.concat({
+  "method: $request_method", "uri: $request_uri", "x-test: $http_x_test",
+  "expect: $http_expect", "content-length: $http_content_length",
+  "transfer-encoding: $http_transfer_encoding", "host: $http_host", "",
+}, "\\n")
 
 -- Open files nginx may use: 4,000 clients plus a few proxied connections.
 local function nofile_limit()
@@ -81,7 +87,6 @@ http {
   # a benchmark: connection counts in the access log then measure the client.
   keepalive_timeout 300s;
   keepalive_requests 100000000;
-  reset_timedout_connection on;
 
   # The never-answering upstream behind /slowstart: it reads the headers,
   # then waits for a request body that is announced but never sent.
@@ -111,7 +116,7 @@ http {
     }
     location = /reqheader {
       default_type text/plain;
-      return 200 "method: $request_method\nuri: $request_uri\nx-test: $http_x_test\nexpect: $http_expect\ncontent-length: $http_content_length\ntransfer-encoding: $http_transfer_encoding\nhost: $http_host\n";
+      return 200 "%{reqheader_body}";
     }
     location = /slow { limit_rate %{slow_rate}; }
     location = /slowstart {
@@ -241,7 +246,7 @@ local function try_start(dir, opts)
   local worker_connections = math.min(16384, opts.nofile - 32)
   local vars = {
     dir = dir, port = port, nofile = opts.nofile, worker_connections = worker_connections,
-    log_level = opts.log_level or "warn", small_body = SMALL_BODY,
+    log_level = opts.log_level or "warn", small_body = SMALL_BODY, reqheader_body = REQHEADER_BODY,
     status_locations = status_locations(),
     slow_rate = opts.slow_rate or "20k",
     slowstart_delay = opts.slowstart_delay or 5,

@@ -74,7 +74,9 @@ function M.generate(opts)
     capath = dir .. "/capath",
     cert_file = dir .. "/server.pem",
     key_file = dir .. "/server.key",
-    remove = function() if own then proc.rmdir(dir) end end,
+    remove = function()
+      if own then own = false; proc.rmdir(dir) end
+    end,
   }
 end
 
