@@ -463,6 +463,7 @@ typedef struct rt_timer {
     aio_rt *rt;
     aio_task *task;
     int ref; /* anchors the timer userdata (uservalue 1 = task) while armed */
+    int armed;
 } rt_timer;
 
 static void timer_unref(rt_timer *tm)
@@ -475,8 +476,11 @@ static void timer_unref(rt_timer *tm)
 
 static void timer_stop(rt_timer *tm)
 {
-    if (ev_is_active(&tm->w)) {
-        ev_timer_stop(tm->rt->loop, &tm->w);
+    /* libev has already stopped a one-shot timer when its callback runs,
+     * so track our own count with `armed`. */
+    ev_timer_stop(tm->rt->loop, &tm->w);
+    if (tm->armed) {
+        tm->armed = 0;
         tm->rt->timers--;
     }
     aio_rt_remove_source(tm->rt, &tm->src);
@@ -537,6 +541,7 @@ static int rt_sleep(lua_State *L)
     ev_timer_init(&tm->w, timer_cb, secs, 0.);
     tm->w.data = tm;
     ev_timer_start(rt->loop, &tm->w);
+    tm->armed = 1;
     rt->timers++;
     aio_rt_add_source(rt, &tm->src);
     lua_pushvalue(L, -1);

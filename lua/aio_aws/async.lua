@@ -206,6 +206,7 @@ end
 -- An error in one task does not stop the others.
 function M.gather(...)
   local n = select("#", ...)
+  need_task("gather")
   local tasks = {}
   for i = 1, n do
     local v = select(i, ...)
@@ -217,7 +218,6 @@ function M.gather(...)
       error(("aio_aws.gather: argument %d must be a task or a function, got %s"):format(i, type(v)), 2)
     end
   end
-  need_task("gather")
   local results, errs = { n = n }, nil
   for i = 1, n do
     local r, e = tasks[i]:wait()
