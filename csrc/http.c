@@ -267,6 +267,7 @@ static size_t x_header_cb(char *ptr, size_t size, size_t nitems, void *ud)
         long st = 0;
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &st);
         if (st >= 200) {
+            x->status = st;
             x->head_done = 1;
             x_notify(x);
         }
@@ -321,7 +322,6 @@ static const char *x_error_code(CURLcode rc, int *retryable)
         *retryable = 1;
         return "DNSError";
     case CURLE_URL_MALFORMAT:
-    case CURLE_UNSUPPORTED_PROTOCOL:
         return "InvalidURL";
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_PEER_FAILED_VERIFICATION:
@@ -349,6 +349,7 @@ static const char *x_error_code(CURLcode rc, int *retryable)
         return "ConnectionError";
     case CURLE_WEIRD_SERVER_REPLY:
     case CURLE_BAD_CONTENT_ENCODING:
+    case CURLE_UNSUPPORTED_PROTOCOL: /* "Received HTTP/0.9": URLs are checked up front */
         *retryable = 1;
         return "ProtocolError";
     case CURLE_READ_ERROR:
@@ -533,7 +534,7 @@ static lua_Integer opt_int(lua_State *L, int t, const char *k, lua_Integer dflt)
     if (ty != LUA_TNIL) {
         int ok;
         v = lua_tointegerx(L, -1, &ok);
-        if (!ok || v < 0) luaL_error(L, "option '%s' must be a non-negative integer", k);
+        if (ty != LUA_TNUMBER || !ok || v < 0) luaL_error(L, "option '%s' must be a non-negative integer", k);
     }
     lua_pop(L, 1);
     return v;
@@ -697,10 +698,10 @@ static const char *opt_str(lua_State *L, int t, const char *k, size_t *len)
 static double opt_secs(lua_State *L, int t, const char *k)
 {
     double v = -1;
-    if (lua_getfield(L, t, k) != LUA_TNIL) {
-        int ok;
-        v = lua_tonumberx(L, -1, &ok);
-        if (!ok || v < 0 || v != v) luaL_error(L, "option '%s' must be a number of seconds >= 0", k);
+    int ty = lua_getfield(L, t, k);
+    if (ty != LUA_TNIL) {
+        v = lua_tonumber(L, -1);
+        if (ty != LUA_TNUMBER || v < 0 || v != v) luaL_error(L, "option '%s' must be a number of seconds >= 0", k);
     }
     lua_pop(L, 1);
     return v;
@@ -829,6 +830,23 @@ static int http_request(lua_State *L)
     const char *proxy = opt_str(L, 2, "proxy", NULL);
     const char *httpv = opt_str(L, 2, "http_version", NULL);
     if (body && body_file) luaL_error(L, "options 'body' and 'body_file' are exclusive");
+    {
+        /* Check the URL now (RFC 3986 syntax as libcurl parses it, http or
+         * https only) so a bad one fails at once, before any I/O. */
+        CURLU *u = curl_url();
+        char *scheme = NULL;
+        CURLUcode uc = u ? curl_url_set(u, CURLUPART_URL, url, 0) : CURLUE_OUT_OF_MEMORY;
+        if (uc == CURLUE_OK) uc = curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+        int bad_scheme = uc == CURLUE_OK && strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0;
+        char msg[300];
+        if (uc != CURLUE_OK)
+            snprintf(msg, sizeof msg, "invalid URL: %s", curl_url_strerror(uc));
+        else
+            snprintf(msg, sizeof msg, "unsupported URL scheme '%.40s' (http and https only)", scheme);
+        curl_free(scheme);
+        curl_url_cleanup(u);
+        if (uc != CURLUE_OK || bad_scheme) return x_fail_now(L, "InvalidURL", msg);
+    }
     for (const char *c = method; *c; c++)
         if (!isupper((unsigned char)*c) && *c != '-' && *c != '_')
             luaL_error(L, "option 'method' must be an upper-case token");
