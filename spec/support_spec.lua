@@ -51,7 +51,7 @@ describe("support.proc", function()
     assert.is_false(pid_exists(p.pid))
     assert.is_false(dir_exists(log_dir))
     assert.is_true(p:stop()) -- idempotent
-    assert.same({}, proc.running())
+    for _, pid in ipairs(proc.running()) do assert.not_equal(p.pid, pid) end
   end)
 
   it("stop escalates to SIGKILL when SIGTERM is ignored", function()
@@ -293,11 +293,12 @@ describe("support.nginx start and stop", function()
   end)
 
   it("a failed start raises with the tail of nginx's error log", function()
+    local before = proc.running()
     local ok, err = pcall(nginx.start, { tls = false, extra = "no_such_directive on;" })
     assert.is_false(ok)
     assert.matches("nginx did not start", err)
     assert.matches('unknown directive "no_such_directive"', err, 1, true)
-    assert.same({}, proc.running())
+    assert.same(before, proc.running())
   end)
 end)
 

@@ -25,9 +25,7 @@ local Blackhole = {}
 Blackhole.__index = Blackhole
 
 function Blackhole:url(path)
-  path = path or "/"
-  if path:sub(1, 1) ~= "/" then path = "/" .. path end
-  return "http://127.0.0.1:" .. self.port .. path
+  return proc.url("http://127.0.0.1:" .. self.port, path)
 end
 
 --- Stop the server and remove its temp dir. Idempotent.

@@ -174,17 +174,11 @@ end
 local Server = {}
 Server.__index = Server
 
-local function with_path(base, path)
-  path = path or "/"
-  if path:sub(1, 1) ~= "/" then path = "/" .. path end
-  return base .. path
-end
-
 --- http://127.0.0.1:port/path
-function Server:url(path) return with_path("http://127.0.0.1:" .. self.port, path) end
+function Server:url(path) return proc.url("http://127.0.0.1:" .. self.port, path) end
 
 --- https://127.0.0.1:tls_port/path (the certificate is also valid for localhost)
-function Server:tls_url(path) return with_path("https://127.0.0.1:" .. self.tls_port, path) end
+function Server:tls_url(path) return proc.url("https://127.0.0.1:" .. self.tls_port, path) end
 
 --- The access log, parsed: a list of
 --   { connection = n, requests = n (this request's number on its connection),

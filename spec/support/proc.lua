@@ -144,6 +144,14 @@ end
 ------------------------------------------------------------------------------
 -- Ports
 
+--- base .. path, with the "/" between them ensured: url("http://h:1", "x")
+-- is "http://h:1/x"; the path defaults to "/".
+function M.url(base, path)
+  path = path or "/"
+  if path:sub(1, 1) ~= "/" then path = "/" .. path end
+  return base .. path
+end
+
 --- A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read
 -- the port, close). Another process could take it before the caller binds it;
 -- starters that care retry on "Address already in use".
