@@ -99,10 +99,11 @@ M.sign = core.sigv4_sign
 -- @tparam integer chunk_size bytes per chunk (S3 wants at least 8 KiB)
 -- @treturn integer
 function M.chunked_length(decoded_length, chunk_size)
-  if math.type(decoded_length) ~= "integer" or decoded_length < 0 then
+  decoded_length, chunk_size = math.tointeger(decoded_length), math.tointeger(chunk_size)
+  if not decoded_length or decoded_length < 0 then
     error("aio_aws.sigv4: decoded_length must be a non-negative integer", 2)
   end
-  if math.type(chunk_size) ~= "integer" or chunk_size < 1 then
+  if not chunk_size or chunk_size < 1 then
     error("aio_aws.sigv4: chunk_size must be a positive integer", 2)
   end
   local frame = #";chunk-signature=" + 64 + 4 -- two CRLFs
