@@ -56,14 +56,14 @@ $(ASAN_CORE): $(SRCS) $(HDRS)
 
 check-asan: deps $(ASAN_CORE)
 	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
-	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 AIO_AWS_SANITIZED=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	AIO_AWS_CPATH="$(ASAN_DIR)/?.so" $(BUSTED_RUN)
 
 # The C-heavy specs under valgrind memcheck, against the normal build.
 VALGRIND_SPECS ?= spec/core
 check-valgrind: deps all
-	AIO_AWS_VALGRIND=1 valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
+	AIO_AWS_SANITIZED=1 valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
 	  --error-exitcode=1 --suppressions=spec/support/valgrind.supp \
 	  --trace-children=no $(BUSTED_RUN) $(VALGRIND_SPECS)
 

@@ -18,7 +18,7 @@
 #include <lua.h>
 #include <ev.h>
 
-#define AIO_AWS_RUNTIME_KEY "aio_aws.runtime"
+#define AIO_AWS_RUNTIME_KEY "aio_aws.runtime_instance"
 #define AIO_AWS_LOOP_KEY "aio_aws.host_loop"
 
 /* Header-only, so the host needs no link-time dependency on core.so (which

@@ -6,6 +6,7 @@
 #include "aio_aws.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <math.h>
 #include <stddef.h>
 #include <time.h>
@@ -22,6 +23,11 @@
 /* What a task yields to say "I am waiting for an aio_aws op". Any other
  * yield is a foreign yield and fails the task (STYLE.md s5.5). */
 static char rt_sentinel;
+
+/* Runtimes (Lua states) using libev's default loop. The last one to close
+ * destroys it: Lua unloads this module (and libev) at lua_close, which would
+ * otherwise orphan the loop's memory and its signal handlers. */
+static int rt_default_users;
 
 static void rt_dispatch(aio_rt *rt, lua_State *from);
 
@@ -309,8 +315,9 @@ static int rt_gc(lua_State *L)
     ev_idle_stop(rt->loop, &rt->idle);
     ev_timer_stop(rt->loop, &rt->step_timer);
     if (rt->mirror_fd >= 0) { close(rt->mirror_fd); rt->mirror_fd = -1; }
-    /* The default loop is process-wide and a host's loop is the host's:
-     * neither is destroyed here. */
+    /* A host's loop is the host's: never destroyed here. */
+    if (!rt->host_loop && --rt_default_users == 0)
+        ev_loop_destroy(rt->loop);
     return 0;
 }
 
@@ -339,6 +346,7 @@ aio_rt *aio_rt_get(lua_State *L)
         /* libev's default loop: the only one that can watch children. */
         rt->loop = ev_default_loop(EVFLAG_AUTO);
         if (!rt->loop) luaL_error(L, "aio_aws: cannot initialise libev (bad $LIBEV_FLAGS?)");
+        rt_default_users++;
     }
     ev_check_init(&rt->check, rt_check_cb);
     rt->check.data = rt;

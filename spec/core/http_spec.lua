@@ -10,6 +10,20 @@ local blackhole = require "support.blackhole"
 local proc = require "support.proc"
 
 local srv, tmp
+-- Under ASan or valgrind freed memory is held back (quarantine), so RSS
+-- says nothing about our buffers: the memory bounds are checked only in the
+-- plain run (make test).
+local SANITIZED = os.getenv("AIO_AWS_SANITIZED") == "1"
+
+-- Access-log entries of this spec's requests tagged `tag` (nginx may log a
+-- request of an earlier spec after reset_access_log).
+local function tagged(lines, tag)
+  local out = {}
+  for _, e in ipairs(lines) do
+    if e.uri and e.uri:find("i=" .. tag .. "-", 1, true) then out[#out + 1] = e end
+  end
+  return out
+end
 
 local function rss_kb()
   local f = assert(io.open("/proc/self/status"))
@@ -63,8 +77,8 @@ describe("http transport", function()
       local ts = {}
       for i = 1, 2000 do
         ts[i] = aws.spawn(function()
-          local res, err = http.request({ url = srv:url("/echo?i=" .. i) })
-          if not res or res.status ~= 200 or res.body ~= tostring(i) then
+          local res, err = http.request({ url = srv:url("/echo?i=c2k-" .. i) })
+          if not res or res.status ~= 200 or res.body ~= "c2k-" .. i then
             bad[#bad + 1] = i .. ": " .. tostring(err or res.body)
           end
         end)
@@ -72,8 +86,11 @@ describe("http transport", function()
       aws.gather(table.unpack(ts))
     end)
     assert.are.same({}, bad)
-    local lines = srv:access_log_lines({ min = 2000 })
-    assert.are.equal(2000, #lines)
+    local seen = {}
+    for _, e in ipairs(tagged(srv:access_log_lines({ min = 2000 }), "c2k")) do
+      seen[tonumber(e.uri:match("c2k%-(%d+)"))] = true
+    end
+    for i = 1, 2000 do assert(seen[i], "server never saw request " .. i) end
   end)
 
   it("reuses kept-alive connections: far fewer connections than requests", function()
@@ -83,14 +100,14 @@ describe("http transport", function()
       for w = 1, 8 do
         ts[w] = aws.spawn(function()
           for i = 1, 50 do
-            local res = assert(http.request({ url = srv:url("/echo?i=" .. w * 100 + i) }))
+            local res = assert(http.request({ url = srv:url("/echo?i=ka-" .. w * 100 + i) }))
             assert.are.equal(200, res.status)
           end
         end)
       end
       aws.gather(table.unpack(ts))
     end)
-    local lines = srv:access_log_lines({ min = 400 })
+    local lines = tagged(srv:access_log_lines({ min = 400 }), "ka")
     assert.are.equal(400, #lines)
     local conns = nginx.count_connections(lines)
     assert.is_true(conns <= 16, conns .. " connections for 400 requests")
@@ -104,15 +121,15 @@ describe("http transport", function()
       local ts = {}
       for i = 1, 200 do
         ts[i] = aws.spawn(function()
-          local res = http.request({ url = srv:url("/echo?i=" .. i), pool = pool })
-          if res and res.body == tostring(i) then ok = ok + 1 end
+          local res = http.request({ url = srv:url("/echo?i=pl-" .. i), pool = pool })
+          if res and res.body == "pl-" .. i then ok = ok + 1 end
         end)
       end
       aws.gather(table.unpack(ts))
       pool:close()
     end)
     assert.are.equal(200, ok)
-    local conns = nginx.count_connections(srv:access_log_lines({ min = 200 }))
+    local conns = nginx.count_connections(tagged(srv:access_log_lines({ min = 200 }), "pl"))
     assert.is_true(conns >= 1 and conns <= 4, conns .. " connections with max_total = 4")
   end)
 
@@ -122,12 +139,12 @@ describe("http transport", function()
       local pool = http.pool({ max_per_host = 2 })
       local ts = {}
       for i = 1, 60 do
-        ts[i] = aws.spawn(function() assert(http.request({ url = srv:url("/echo?i=" .. i), pool = pool })) end)
+        ts[i] = aws.spawn(function() assert(http.request({ url = srv:url("/echo?i=ph-" .. i), pool = pool })) end)
       end
       aws.gather(table.unpack(ts))
       pool:close()
     end)
-    local conns = nginx.count_connections(srv:access_log_lines({ min = 60 }))
+    local conns = nginx.count_connections(tagged(srv:access_log_lines({ min = 60 }), "ph"))
     assert.is_true(conns <= 2, conns .. " connections with max_per_host = 2")
   end)
 
@@ -309,7 +326,7 @@ describe("http transport", function()
     local want = md5sum(src)
     assert.are.equal(want, md5sum(srv.files_dir .. "/big/up.bin"))
     assert.are.equal(want, md5sum(tmp .. "/down.bin"))
-    assert.is_true(grown < 40 * 1024, "RSS grew by " .. grown .. " kB")
+    if not SANITIZED then assert.is_true(grown < 40 * 1024, "RSS grew by " .. grown .. " kB") end
   end)
 
   it("uploads a byte range of a file", function()
@@ -353,8 +370,10 @@ describe("http transport", function()
       res.body:close()
     end)
     assert.are.equal(100 * 1024 * 1024, total)
-    assert.is_true(stalled_growth < 20 * 1024, "RSS grew by " .. stalled_growth .. " kB while stalled")
-    assert.is_true(peak < 60 * 1024, "RSS peak growth " .. peak .. " kB")
+    if not SANITIZED then
+      assert.is_true(stalled_growth < 20 * 1024, "RSS grew by " .. stalled_growth .. " kB while stalled")
+      assert.is_true(peak < 60 * 1024, "RSS peak growth " .. peak .. " kB")
+    end
   end)
 
   it("reads a stream as lines and with read_all", function()
