@@ -1159,7 +1159,8 @@ static int sigv4_sign(lua_State *L)
             sigv4_query_pair(&c, "X-Amz-Security-Token", 20, c.token, c.toklen);
         sigv4_query_pair(&c, "X-Amz-SignedHeaders", 19, slist, sllen);
     }
-    qsort(c.ps.v, c.ps.n, sizeof *c.ps.v, sigv4_param_cmp);
+    if (c.ps.n > 1)
+        qsort(c.ps.v, c.ps.n, sizeof *c.ps.v, sigv4_param_cmp);
 
     /* [CSR] CanonicalURI. Other services: normalised, then URI-encoded
      * once more (so an encoded "%3A" on the wire signs as "%253A",

@@ -571,6 +571,114 @@ describe("sigv4 against botocore on random requests", function()
       else
         assert.are.equal(want.authorization, result.headers.authorization, "Authorization header")
       end
+
+      -- The receiving side (the local endpoint): sign the request as sent,
+      -- with the client's SignedHeaders and time, no session token (the
+      -- token travels in the request), and get botocore's signature back.
+      local request, credentials, options = table.unpack(mine[i])
+      local check_opts = { region = options.region, service = options.service, s3 = options.s3 }
+      local sent = { method = request.method, url = result.url, headers = result.headers, body = request.body }
+      local names = {}
+      if case.mode == "presign" then
+        local q = {}
+        for k, v in (result.url:match("%?(.*)$") .. "&"):gmatch("([^=&]*)=?([^&]*)&") do
+          q[pct_decode(k)] = pct_decode(v)
+        end
+        check_opts.time, check_opts.presign_expires = q["X-Amz-Date"], tonumber(q["X-Amz-Expires"])
+        -- nothing in a presigned URL says its payload is unsigned: the
+        -- receiver knows it from the service's rules
+        check_opts.unsigned_payload = options.unsigned_payload
+        for n in q["X-Amz-SignedHeaders"]:gmatch("[^;]+") do names[#names + 1] = n end
+      else
+        check_opts.time = result.headers["x-amz-date"]
+        for n in want.authorization:match("SignedHeaders=([^,]*)"):gmatch("[^;]+") do names[#names + 1] = n end
+      end
+      check_opts.signed_headers = names
+      local _, again = sigv4.sign(sent, { access_key = credentials.access_key,
+                                          secret_key = credentials.secret_key }, check_opts)
+      assert.are.equal(want.signature, again.signature, "signature recomputed by the receiver")
     end)
   end
+end)
+
+describe("sigv4 misuse and secrets", function()
+  local creds = { access_key = "AKIDEXAMPLE", secret_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                  session_token = "SECRET-TOKEN-VALUE" }
+  local opts = { region = "us-east-1", service = "service", time = "20150830T123600Z" }
+  local req = { method = "GET", host = "example.amazonaws.com", path = "/" }
+
+  local function raises(pattern, ...)
+    local ok, err = pcall(sigv4.sign, ...)
+    assert.is_false(ok)
+    err = tostring(err)
+    assert.matches(pattern, err, 1, true)
+    assert.is_nil(err:find(creds.secret_key, 1, true), "secret in: " .. err)
+    assert.is_nil(err:find(creds.session_token, 1, true), "token in: " .. err)
+  end
+
+  local function with(t, k, v)
+    local c = {}
+    for kk, vv in pairs(t) do c[kk] = vv end
+    c[k] = v
+    return c
+  end
+
+  it("raises on missing or mistyped input without quoting credentials", function()
+    raises("options.region is required", req, creds, with(opts, "region", nil))
+    raises("options.service is required", req, creds, with(opts, "service", nil))
+    raises("options.region contains '/'", req, creds, with(opts, "region", "us/east"))
+    raises("credentials.access_key and credentials.secret_key are required", req,
+           with(creds, "secret_key", nil), opts)
+    raises("credentials.secret_key must be a string", req, with(creds, "secret_key", {}), opts)
+    raises("credentials.session_token must be a string", req, with(creds, "session_token", true), opts)
+    raises("options.time must be", req, creds, with(opts, "time", "2015-08-30 12:36"))
+    raises("options.time must be", req, creds, with(opts, "time", "20151330T123600Z"))
+    raises("options.time is out of range", req, creds, with(opts, "time", -1))
+    raises("options.presign_expires must be", req, creds, with(opts, "presign_expires", 0))
+    raises("options.presign_expires must be", req, creds, with(opts, "presign_expires", 604801))
+    raises("options.s3 must be a boolean", req, creds, with(opts, "s3", "yes"))
+    raises("request.headers must be a table", with(req, "headers", "x"), creds, opts)
+    raises("header values must be strings", with(req, "headers", { a = true }), creds, opts)
+    raises("request.query must be a string or a table", with(req, "query", true), creds, opts)
+    raises("request.url must be absolute", { url = "/no/scheme" }, creds, opts)
+    raises("needs url, host or a Host header", { path = "/" }, creds, opts)
+    raises("signed header 'x-missing' is not in the request", req, creds,
+           with(opts, "signed_headers", { "host", "x-missing" }))
+    raises("bad argument #1", nil, creds, opts)
+    raises("bad argument #2", req, "creds", opts)
+    raises("bad argument #3", req, creds, nil)
+  end)
+
+  it("accepts every documented time form (get-vanilla's signature)", function()
+    local want = "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
+    -- 1440938160 is `date -u -d 2015-08-30T12:36:00Z +%s`
+    for _, t in ipairs({ "20150830T123600Z", "2015-08-30T12:36:00Z", "2015-08-30T12:36:00.250Z",
+                         1440938160, 1440938160.75 }) do
+      local _, debug = sigv4.sign(req, { access_key = creds.access_key, secret_key = creds.secret_key },
+                                  with(opts, "time", t))
+      assert.are.equal(want, debug.signature, tostring(t))
+    end
+  end)
+
+  it("keeps secrets out of tostring", function()
+    local c = sigv4.chunked(creds, with(opts, "service", "s3"), string.rep("0", 64))
+    local s = tostring(c)
+    assert.matches("^aio_aws%.sigv4_chunker %(open%)", s)
+    assert.is_nil(s:find("AKID", 1, true))
+    c:close()
+    c:close()
+    assert.matches("(closed)", tostring(c), 1, true)
+    assert.has_error(function() c:sign_chunk("x") end, "attempt to use a closed aio_aws.sigv4 chunk signer")
+    assert.has_error(function() sigv4.chunked(creds, with(opts, "time", nil), string.rep("0", 64)) end)
+    assert.has_error(function() sigv4.chunked(creds, opts, "not-a-signature") end)
+  end)
+
+  it("frames aws-chunked bodies with the lengths of sigv4-streaming.html", function()
+    -- The doc's example: 66560 bytes in 64 KiB chunks is 66824 bytes encoded.
+    assert.are.same({ ["content-encoding"] = "aws-chunked", ["x-amz-decoded-content-length"] = "66560",
+                      ["content-length"] = "66824" }, sigv4.streaming_headers(66560, 65536))
+    assert.are.equal(86, sigv4.chunked_length(0, 65536))
+    assert.has_error(function() sigv4.chunked_length(-1, 10) end)
+    assert.has_error(function() sigv4.chunked_length(10, 0) end)
+  end)
 end)
