@@ -26,7 +26,7 @@ DEBS = build-essential pkg-config lua5.4 liblua5.4-dev lua-cjson lua-yaml \
 SPEC_ARGS ?=
 BUSTED_RUN = $(BUSTED) -o spec/support/summary_output.lua $(SPEC_ARGS)
 
-.PHONY: all deps test check check-asan check-valgrind lint bench models clean
+.PHONY: all deps test check check-asan check-valgrind lint bench models rockspec clean
 
 all: $(CORE)
 
@@ -78,6 +78,10 @@ bench: deps all
 BOTOCORE_DATA ?= /usr/lib/python3/dist-packages/botocore/data
 models:
 	$(LUA) tools/gen-models $(BOTOCORE_DATA) lua/aio_aws/models
+
+# The rockspec lists every source; regenerate it after adding files.
+rockspec:
+	$(LUA) tools/gen-rockspec > aio-aws-scm-1.rockspec
 
 clean:
 	rm -rf build $(CORE)

@@ -1,0 +1,6 @@
+-- luacheck configuration (make lint runs it before the specs)
+std = "lua54"
+max_line_length = 140
+exclude_files = { "lua/aio_aws/models/**" }
+files["spec/**/*.lua"] = { std = "+busted" }
+files["examples/embed/script.lua"] = { globals = { "HOST_EXIT" } }
