@@ -33,11 +33,35 @@
 #define CRYPTO_HASHER_MT "aio_aws.hasher"
 
 /* ------------------------------------------------------------------ */
-/* Process-wide tables, set up once (pthread_once: several Lua states in
- * several threads may open the module at the same time). */
+/* Digest implementations: fetched once per Lua state (an explicit fetch
+ * spares OpenSSL 3 the implicit fetch it does on every EVP_DigestInit_ex
+ * with the legacy EVP_sha256() objects) and freed by the state's __gc. A
+ * process-wide cache would outlive the module: Lua unloads the library at
+ * lua_close, leaving the fetched objects unreachable. */
 
+#define CRYPTO_STATE_MT "aio_aws.crypto_state"
+
+typedef struct {
+    EVP_MD *sha256, *sha1, *md5; /* NULL when OpenSSL lacks one (MD5 under FIPS) */
+} crypto_state;
+
+static int crypto_state_gc(lua_State *L)
+{
+    crypto_state *cs = (crypto_state *)luaL_checkudata(L, 1, CRYPTO_STATE_MT);
+    EVP_MD_free(cs->sha256);
+    EVP_MD_free(cs->sha1);
+    EVP_MD_free(cs->md5);
+    cs->sha256 = cs->sha1 = cs->md5 = NULL;
+    return 0;
+}
+
+static crypto_state *crypto_state_get(lua_State *L)
+{
+    return (crypto_state *)lua_touserdata(L, lua_upvalueindex(1));
+}
+
+/* CRC tables are plain data: computed once per process. */
 static pthread_once_t crypto_once = PTHREAD_ONCE_INIT;
-static EVP_MD *crypto_md_sha256, *crypto_md_sha1, *crypto_md_md5;
 
 /* Slicing-by-8 tables for the two reflected CRC-32 polynomials:
  * IEEE 802.3 / zlib (0xEDB88320) and Castagnoli (0x82F63B78, RFC 3720
@@ -61,26 +85,8 @@ static void crypto_crc_table(uint32_t tab[8][256], uint32_t poly)
 
 static void crypto_init_once(void)
 {
-    /* Explicit fetches: OpenSSL 3 otherwise re-fetches the implementation
-     * on every EVP_DigestInit_ex with the legacy EVP_sha256() objects. A
-     * NULL here (say MD5 under a FIPS-only configuration) makes the
-     * functions that need it raise instead of crashing. */
-    crypto_md_sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
-    crypto_md_sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
-    crypto_md_md5 = EVP_MD_fetch(NULL, "MD5", NULL);
     crypto_crc_table(crypto_crc32_tab, 0xEDB88320u);
     crypto_crc_table(crypto_crc32c_tab, 0x82F63B78u);
-}
-
-const EVP_MD *aio_crypto_sha256_md(void)
-{
-    return crypto_md_sha256;
-}
-
-int aio_crypto_sha256(const void *p, size_t n, unsigned char out[AIO_SHA256_LEN])
-{
-    return crypto_md_sha256 != NULL
-        && EVP_Digest(p, n, out, NULL, crypto_md_sha256, NULL) == 1;
 }
 
 /* Running CRC with zlib's convention: crc(b, crc(a)) == crc(a .. b), and
@@ -212,27 +218,37 @@ static void crypto_push_digest(lua_State *L, const unsigned char *d, size_t n, i
     }
 }
 
-static int crypto_digest(lua_State *L, const EVP_MD *md, const char *name, int form)
+enum { CRYPTO_ALG_SHA256, CRYPTO_ALG_SHA1, CRYPTO_ALG_MD5, CRYPTO_ALG_CRC32, CRYPTO_ALG_CRC32C };
+static const char *const crypto_alg_names[] = { "sha256", "sha1", "md5", "crc32", "crc32c", NULL };
+
+static const EVP_MD *crypto_md(lua_State *L, int alg)
+{
+    crypto_state *cs = crypto_state_get(L);
+    const EVP_MD *md = alg == CRYPTO_ALG_SHA256 ? cs->sha256 : alg == CRYPTO_ALG_SHA1 ? cs->sha1 : cs->md5;
+    if (md == NULL)
+        luaL_error(L, "%s is not available from OpenSSL", crypto_alg_names[alg]);
+    return md;
+}
+
+static int crypto_digest(lua_State *L, int alg, int form)
 {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
     unsigned char out[EVP_MAX_MD_SIZE];
     unsigned int outlen = 0;
-    if (md == NULL)
-        return luaL_error(L, "%s is not available from OpenSSL", name);
-    if (EVP_Digest(s, n, out, &outlen, md, NULL) != 1)
-        return luaL_error(L, "%s: OpenSSL digest failed", name);
+    if (EVP_Digest(s, n, out, &outlen, crypto_md(L, alg), NULL) != 1)
+        return luaL_error(L, "%s: OpenSSL digest failed", crypto_alg_names[alg]);
     crypto_push_digest(L, out, outlen, form);
     return 1;
 }
 
-static int crypto_sha256(lua_State *L) { return crypto_digest(L, crypto_md_sha256, "sha256", CRYPTO_RAW); }
-static int crypto_sha256_hex(lua_State *L) { return crypto_digest(L, crypto_md_sha256, "sha256", CRYPTO_HEX); }
-static int crypto_sha1(lua_State *L) { return crypto_digest(L, crypto_md_sha1, "sha1", CRYPTO_RAW); }
-static int crypto_md5(lua_State *L) { return crypto_digest(L, crypto_md_md5, "md5", CRYPTO_RAW); }
-static int crypto_md5_hex(lua_State *L) { return crypto_digest(L, crypto_md_md5, "md5", CRYPTO_HEX); }
+static int crypto_sha256(lua_State *L) { return crypto_digest(L, CRYPTO_ALG_SHA256, CRYPTO_RAW); }
+static int crypto_sha256_hex(lua_State *L) { return crypto_digest(L, CRYPTO_ALG_SHA256, CRYPTO_HEX); }
+static int crypto_sha1(lua_State *L) { return crypto_digest(L, CRYPTO_ALG_SHA1, CRYPTO_RAW); }
+static int crypto_md5(lua_State *L) { return crypto_digest(L, CRYPTO_ALG_MD5, CRYPTO_RAW); }
+static int crypto_md5_hex(lua_State *L) { return crypto_digest(L, CRYPTO_ALG_MD5, CRYPTO_HEX); }
 /* Content-MD5 is the base64 of the raw 128-bit digest (RFC 1864). */
-static int crypto_md5_base64(lua_State *L) { return crypto_digest(L, crypto_md_md5, "md5", CRYPTO_BASE64); }
+static int crypto_md5_base64(lua_State *L) { return crypto_digest(L, CRYPTO_ALG_MD5, CRYPTO_BASE64); }
 
 /* hmac_sha256(key, msg) -> raw 32 bytes (RFC 2104 with SHA-256; the test
  * vectors are RFC 4231). EVP_Q_mac is OpenSSL 3's one-shot MAC; it wipes
@@ -404,9 +420,6 @@ static int crypto_secure_equals(lua_State *L)
  * are 4 bytes big-endian, the form S3's x-amz-checksum-crc32/crc32c
  * headers base64-encode. */
 
-enum { CRYPTO_ALG_SHA256, CRYPTO_ALG_SHA1, CRYPTO_ALG_MD5, CRYPTO_ALG_CRC32, CRYPTO_ALG_CRC32C };
-static const char *const crypto_alg_names[] = { "sha256", "sha1", "md5", "crc32", "crc32c", NULL };
-
 typedef struct {
     int alg;
     int closed;
@@ -438,12 +451,7 @@ static crypto_hasher *crypto_hasher_check(lua_State *L)
 static int crypto_hasher_new(lua_State *L)
 {
     int alg = luaL_checkoption(L, 1, NULL, crypto_alg_names);
-    const EVP_MD *md = NULL;
-    if (alg == CRYPTO_ALG_SHA256) md = crypto_md_sha256;
-    else if (alg == CRYPTO_ALG_SHA1) md = crypto_md_sha1;
-    else if (alg == CRYPTO_ALG_MD5) md = crypto_md_md5;
-    if (alg <= CRYPTO_ALG_MD5 && md == NULL)
-        return luaL_error(L, "%s is not available from OpenSSL", crypto_alg_names[alg]);
+    const EVP_MD *md = alg <= CRYPTO_ALG_MD5 ? crypto_md(L, alg) : NULL;
     /* The userdata exists (with its __gc) before the context is allocated,
      * so an error below cannot leak the context. */
     crypto_hasher *h = (crypto_hasher *)lua_newuserdatauv(L, sizeof *h, 0);
@@ -553,14 +561,25 @@ static const luaL_Reg crypto_funcs[] = {
 void aio_crypto_open(lua_State *L)
 {
     pthread_once(&crypto_once, crypto_init_once);
-    if (crypto_md_sha256 == NULL)
-        luaL_error(L, "aio_aws.core: OpenSSL has no SHA-256 implementation");
     /* stack: [core] */
     if (luaL_newmetatable(L, CRYPTO_HASHER_MT)) { /* [core, mt] */
         luaL_setfuncs(L, crypto_hasher_meta, 0);
         luaL_newlib(L, crypto_hasher_methods); /* [core, mt, methods] */
         lua_setfield(L, -2, "__index");        /* [core, mt] */
     }
-    lua_pop(L, 1);                    /* [core] */
-    luaL_setfuncs(L, crypto_funcs, 0); /* [core] with the functions added */
+    lua_pop(L, 1); /* [core] */
+
+    crypto_state *cs = (crypto_state *)lua_newuserdatauv(L, sizeof *cs, 0); /* [core, cs] */
+    memset(cs, 0, sizeof *cs);
+    if (luaL_newmetatable(L, CRYPTO_STATE_MT)) { /* [core, cs, smt] */
+        lua_pushcfunction(L, crypto_state_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2); /* [core, cs]: __gc set before the fetches */
+    cs->sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+    cs->sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
+    cs->md5 = EVP_MD_fetch(NULL, "MD5", NULL);
+    if (cs->sha256 == NULL)
+        luaL_error(L, "aio_aws.core: OpenSSL has no SHA-256 implementation");
+    luaL_setfuncs(L, crypto_funcs, 1); /* [core]: the state is their upvalue */
 }

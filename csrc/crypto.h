@@ -5,17 +5,8 @@
 #define AIO_CRYPTO_H
 
 #include <stddef.h>
-#include <openssl/evp.h>
 
 #define AIO_SHA256_LEN 32
-
-/* The SHA-256 digest implementation, fetched once per process from the
- * default provider (an explicit fetch avoids OpenSSL 3's implicit fetch
- * on every EVP_DigestInit_ex). Never NULL after aio_crypto_open ran. */
-const EVP_MD *aio_crypto_sha256_md(void);
-
-/* One-shot SHA-256 of n bytes. Returns 1 on success, 0 if OpenSSL failed. */
-int aio_crypto_sha256(const void *p, size_t n, unsigned char out[AIO_SHA256_LEN]);
 
 /* Lower-case hex of n bytes into out (2n bytes, no terminating NUL). */
 void aio_crypto_hex(const unsigned char *in, size_t n, char *out);

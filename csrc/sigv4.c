@@ -73,7 +73,9 @@ typedef struct {
 } sigv4_cache_entry;
 
 typedef struct {
-    EVP_MAC_CTX *mac; /* HMAC-SHA256; re-keyed for every use */
+    EVP_MAC_CTX *mac;    /* HMAC-SHA256; re-keyed for every use */
+    EVP_MD *sha256;      /* fetched once per state */
+    EVP_MD_CTX *mdctx;   /* reused for every SHA-256 */
     unsigned long clock;
     sigv4_cache_entry cache[SIGV4_CACHE_SIZE];
 } sigv4_state;
@@ -86,6 +88,10 @@ static int sigv4_state_gc(lua_State *L)
         EVP_MAC_CTX_free(st->mac); /* wipes the keyed HMAC state */
         st->mac = NULL;
     }
+    EVP_MD_CTX_free(st->mdctx); /* wipes the digest state (secret-bearing for cache ids) */
+    st->mdctx = NULL;
+    EVP_MD_free(st->sha256);
+    st->sha256 = NULL;
     return 0;
 }
 
@@ -95,6 +101,15 @@ static sigv4_state *sigv4_state_get(lua_State *L)
     if (st == NULL || st->mac == NULL)
         luaL_error(L, "aio_aws.sigv4: signer state is closed");
     return st;
+}
+
+/* SHA-256 on the state's reusable context (EVP_Digest would allocate a
+ * context per call). */
+static int sigv4_sha256(sigv4_state *st, const void *p, size_t n, unsigned char out[AIO_SHA256_LEN])
+{
+    return EVP_DigestInit_ex2(st->mdctx, st->sha256, NULL) == 1
+        && EVP_DigestUpdate(st->mdctx, p, n) == 1
+        && EVP_DigestFinal_ex(st->mdctx, out, NULL) == 1;
 }
 
 /* HMAC-SHA256 (RFC 2104) on the state's reusable context. */
@@ -132,7 +147,7 @@ static int sigv4_signing_key(sigv4_state *st, const char *secret, size_t slen,
     buf[n++] = (unsigned char)rlen;
     memcpy(buf + n, region, rlen), n += rlen;
     memcpy(buf + n, service, svlen), n += svlen;
-    ok = aio_crypto_sha256(buf, n, id);
+    ok = sigv4_sha256(st, buf, n, id);
     OPENSSL_cleanse(buf, n);
     if (!ok)
         return 0;
@@ -349,6 +364,7 @@ typedef struct {
 /* Everything one signing needs; filled from the three argument tables. */
 typedef struct {
     lua_State *L;
+    sigv4_state *st;
     sigv4_arena arena;
     /* options */
     const char *region, *service;
@@ -907,7 +923,7 @@ static void sigv4_payload_hash(sigv4_ctx *c, const char *explicit_hash, size_t e
         c->paylen = c->user_shalen;
     } else if (c->body != NULL && c->bodylen > 0) {
         unsigned char d[AIO_SHA256_LEN];
-        if (!aio_crypto_sha256(c->body, c->bodylen, d))
+        if (!sigv4_sha256(c->st, c->body, c->bodylen, d))
             luaL_error(c->L, "aio_aws.sigv4: OpenSSL SHA-256 failed");
         aio_crypto_hex(d, sizeof d, c->payload_hex);
         c->payload = c->payload_hex;
@@ -1047,6 +1063,7 @@ static int sigv4_sign(lua_State *L)
     luaL_checkstack(L, 40, "aio_aws.sigv4");
     memset(&c, 0, sizeof c);
     c.L = L;
+    c.st = st;
     lua_pushnil(L); /* [request, credentials, options, anchor] */
     c.arena.L = L;
     c.arena.anchor = lua_gettop(L);
@@ -1209,7 +1226,7 @@ static int sigv4_sign(lua_State *L)
     unsigned char d[AIO_SHA256_LEN], key[AIO_SHA256_LEN];
     char dhex[64];
     char sts[sizeof SIGV4_ALGORITHM + 17 + SIGV4_MAX_SCOPE + 1 + 64 + 1];
-    if (!aio_crypto_sha256(creq, creqlen, d))
+    if (!sigv4_sha256(st, creq, creqlen, d))
         return luaL_error(L, "aio_aws.sigv4: OpenSSL SHA-256 failed");
     aio_crypto_hex(d, sizeof d, dhex);
     size_t stslen = (size_t)snprintf(sts, sizeof sts, SIGV4_ALGORITHM "\n%s\n%s\n%.64s",
@@ -1382,7 +1399,7 @@ static size_t sigv4_chunk_sign(lua_State *L, sigv4_chunker *ch, const char *data
     memcpy(sts + len, ch->prev, 64), len += 64;
     sts[len++] = '\n';
     memcpy(sts + len, SIGV4_EMPTY_SHA256 "\n", 65), len += 65;
-    if (!aio_crypto_sha256(data, n, d))
+    if (!sigv4_sha256(st, data, n, d))
         luaL_error(L, "aio_aws.sigv4: OpenSSL SHA-256 failed");
     aio_crypto_hex(d, sizeof d, sts + len), len += 64;
     if (!sigv4_hmac(st, ch->key, sizeof ch->key, sts, len, d))
@@ -1489,7 +1506,9 @@ void aio_sigv4_open(lua_State *L)
             st->mac = NULL;
         }
     }
-    if (st->mac == NULL)
+    st->sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+    st->mdctx = EVP_MD_CTX_new();
+    if (st->mac == NULL || st->sha256 == NULL || st->mdctx == NULL)
         luaL_error(L, "aio_aws.core: OpenSSL has no HMAC-SHA256");
 
     /* The chunk signer's metatable; its methods share the state. */
