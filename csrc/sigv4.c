@@ -486,10 +486,17 @@ static void sigv4_header_add(sigv4_ctx *c, int nidx, int vidx)
     if (nlen == 0)
         luaL_error(L, "aio_aws.sigv4: empty header name");
 
+    /* Lower case ([CSR]); a name is an RFC 7230 token, so nothing in it
+     * can break a canonical line or the request's header block. (Values
+     * cannot either: Trimall turns CR and LF into spaces.) */
     char *lname = sigv4_strdup(&c->arena, n, nlen);
-    for (size_t i = 0; i < nlen; i++)
-        if (lname[i] >= 'A' && lname[i] <= 'Z')
-            lname[i] = (char)(lname[i] + ('a' - 'A'));
+    for (size_t i = 0; i < nlen; i++) {
+        unsigned char ch = (unsigned char)lname[i];
+        if (ch <= ' ' || ch >= 127 || strchr("\"(),/:;<=>?@[\\]{}", ch) != NULL)
+            luaL_error(L, "aio_aws.sigv4: header name with a character outside the HTTP token set");
+        if (ch >= 'A' && ch <= 'Z')
+            lname[i] = (char)(ch + ('a' - 'A'));
+    }
     char *cval = (char *)sigv4_alloc(&c->arena, vlen + 1);
     size_t clen = sigv4_trimall(cval, v, vlen);
 
