@@ -56,7 +56,7 @@ $(ASAN_CORE): $(SRCS) $(HDRS)
 
 check-asan: deps $(ASAN_CORE)
 	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
-	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 AIO_AWS_SANITIZED=1 \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 AIO_AWS_SANITIZED=1 AIO_AWS_GC_STRESS=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	AIO_AWS_CPATH="$(ASAN_DIR)/?.so" $(BUSTED_RUN)
 

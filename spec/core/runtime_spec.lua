@@ -391,3 +391,32 @@ describe("runtime", function()
     assert.is_nil(core.timeout())
   end)
 end)
+
+describe("runtime created inside a coroutine", function()
+  -- luv's test-coroutines-require: the module is loaded and the runtime
+  -- created inside a coroutine that is then abandoned and collected; the
+  -- main thread must still drive everything (the runtime keeps the main
+  -- thread, never the creating coroutine). Own process: fresh module state.
+  it("keeps working from the main thread after that coroutine is gone", function()
+    local proc = require "support.proc"
+    local script = [[
+      package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+      package.cpath = (os.getenv("AIO_AWS_CPATH") or "") .. ";lua/?.so;" .. package.cpath
+      local co = coroutine.create(function()
+        local aws = require "aio_aws"
+        require("aio_aws.core").stats()      -- creates the runtime here
+        coroutine.yield(aws)
+        error("never resumed")
+      end)
+      local _, aws = coroutine.resume(co)
+      co = nil
+      collectgarbage(); collectgarbage()
+      local r = aws.run(function()
+        local t = aws.spawn(function() aws.sleep(0.01); collectgarbage(); return 21 end)
+        return t:wait() * 2
+      end)
+      io.write(tostring(r))
+    ]]
+    assert.are.equal("42", proc.sh("lua5.4 -e " .. proc.quote(script) .. " 2>&1"))
+  end)
+end)
