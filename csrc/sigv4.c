@@ -417,18 +417,69 @@ static int sigv4_is(const char *s, size_t n, const char *lit)
     return n == l && memcmp(s, lit, l) == 0;
 }
 
+/* Room for one more element in an arena array of n elements (capacity
+ * *cap): a full array moves to a new block twice the size. */
+static void *sigv4_grow(sigv4_arena *a, void *v, size_t n, size_t *cap, size_t size)
+{
+    if (n < *cap)
+        return v;
+    size_t ncap = *cap ? 2 * *cap : 16;
+    void *nv = sigv4_alloc(a, ncap * size);
+    if (n)
+        memcpy(nv, v, n * size);
+    *cap = ncap;
+    return nv;
+}
+
 static sigv4_header *sigv4_header_push(sigv4_ctx *c)
 {
     sigv4_headers *h = &c->hs;
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? 2 * h->cap : 16;
-        sigv4_header *v = (sigv4_header *)sigv4_alloc(&c->arena, cap * sizeof *v);
-        if (h->n)
-            memcpy(v, h->v, h->n * sizeof *v);
-        h->v = v;
-        h->cap = cap;
-    }
+    h->v = (sigv4_header *)sigv4_grow(&c->arena, h->v, h->n, &h->cap, sizeof *h->v);
     return &h->v[h->n++];
+}
+
+/* Call fn(c, name_index, value_index) for each name/value of t, which is a
+ * list of {name, value} pairs or a map (name -> value, or a list of values
+ * for a repeated name, kept in order). what names t in errors. */
+typedef void (*sigv4_pair_fn)(sigv4_ctx *c, int nidx, int vidx);
+
+static void sigv4_each_pair(sigv4_ctx *c, int t, const char *what, sigv4_pair_fn fn)
+{
+    lua_State *L = c->L;
+    if (lua_rawgeti(L, t, 1) != LUA_TNIL) { /* [.., pair1]: a list of pairs */
+        lua_pop(L, 1);
+        for (lua_Integer i = 1;; i++) {
+            int ty = lua_rawgeti(L, t, i); /* [.., pair] */
+            if (ty == LUA_TNIL) {
+                lua_pop(L, 1);
+                return;
+            }
+            if (ty != LUA_TTABLE)
+                luaL_error(L, "aio_aws.sigv4: %s[%I] must be a {name, value} pair", what, (lua_Integer)i);
+            lua_rawgeti(L, -1, 1); /* [.., pair, name] */
+            lua_rawgeti(L, -2, 2); /* [.., pair, name, value] */
+            fn(c, lua_absindex(L, -2), lua_absindex(L, -1));
+            lua_pop(L, 3);
+        }
+    }
+    lua_pop(L, 1);
+    lua_pushnil(L); /* [.., nil]: the first key */
+    while (lua_next(L, t) != 0) { /* [.., name, value] */
+        /* (a non-string key would also upset lua_next if converted) */
+        if (lua_type(L, -2) != LUA_TSTRING)
+            luaL_error(L, "aio_aws.sigv4: %s names must be strings", what);
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            int list = lua_absindex(L, -1);
+            for (lua_Integer i = 1; lua_rawgeti(L, list, i) != LUA_TNIL; i++) { /* [.., name, list, v] */
+                fn(c, list - 1, lua_absindex(L, -1));
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1); /* the nil that ended the list */
+        } else {
+            fn(c, lua_absindex(L, -2), lua_absindex(L, -1));
+        }
+        lua_pop(L, 1); /* [.., name] */
+    }
 }
 
 /* [CSR] canonical headers: "Lowercase(HeaderName) + ':' + Trimall(HeaderValue)".
@@ -524,46 +575,6 @@ static void sigv4_header_add(sigv4_ctx *c, int nidx, int vidx)
     h->sign = !sigv4_skipped(lname, nlen);
 }
 
-/* request.headers: a map (name -> string, or a list of strings for a
- * repeated header, kept in order) or a list of {name, value} pairs. */
-static void sigv4_collect_headers(sigv4_ctx *c, int t)
-{
-    lua_State *L = c->L;
-    if (lua_rawgeti(L, t, 1) != LUA_TNIL) { /* [.., pair1] list of pairs */
-        lua_pop(L, 1);
-        for (lua_Integer i = 1;; i++) {
-            int ty = lua_rawgeti(L, t, i); /* [.., pair] */
-            if (ty == LUA_TNIL) {
-                lua_pop(L, 1);
-                break;
-            }
-            if (ty != LUA_TTABLE)
-                luaL_error(L, "aio_aws.sigv4: request.headers[%I] must be a {name, value} pair",
-                           (lua_Integer)i);
-            lua_rawgeti(L, -1, 1); /* [.., pair, name] */
-            lua_rawgeti(L, -2, 2); /* [.., pair, name, value] */
-            sigv4_header_add(c, lua_absindex(L, -2), lua_absindex(L, -1));
-            lua_pop(L, 3);
-        }
-        return;
-    }
-    lua_pop(L, 1);
-    lua_pushnil(L); /* [.., nil] first key */
-    while (lua_next(L, t) != 0) { /* [.., name, value] */
-        if (lua_type(L, -1) == LUA_TTABLE) {
-            int list = lua_absindex(L, -1);
-            for (lua_Integer i = 1; lua_rawgeti(L, list, i) != LUA_TNIL; i++) { /* [.., name, list, v] */
-                sigv4_header_add(c, list - 1, lua_absindex(L, -1));
-                lua_pop(L, 1);
-            }
-            lua_pop(L, 1); /* the nil that ended the list */
-        } else {
-            sigv4_header_add(c, lua_absindex(L, -2), lua_absindex(L, -1));
-        }
-        lua_pop(L, 1); /* [.., name] */
-    }
-}
-
 static int sigv4_header_cmp(const void *a, const void *b)
 {
     const sigv4_header *x = (const sigv4_header *)a, *y = (const sigv4_header *)b;
@@ -585,14 +596,7 @@ static int sigv4_header_cmp(const void *a, const void *b)
 static sigv4_param *sigv4_param_push(sigv4_ctx *c)
 {
     sigv4_params *p = &c->ps;
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? 2 * p->cap : 16;
-        sigv4_param *v = (sigv4_param *)sigv4_alloc(&c->arena, cap * sizeof *v);
-        if (p->n)
-            memcpy(v, p->v, p->n * sizeof *v);
-        p->v = v;
-        p->cap = cap;
-    }
+    p->v = (sigv4_param *)sigv4_grow(&c->arena, p->v, p->n, &p->cap, sizeof *p->v);
     return &p->v[p->n++];
 }
 
@@ -653,68 +657,22 @@ static void sigv4_query_pair(sigv4_ctx *c, const char *k, size_t klen, const cha
     p->vlen = aio_crypto_uri_encode(buf + p->klen, v, vlen, 1);
 }
 
-static const char *sigv4_query_value(lua_State *L, int idx, size_t *len)
-{
-    int ty = lua_type(L, idx);
-    if (ty == LUA_TNIL || (ty == LUA_TBOOLEAN && lua_toboolean(L, idx))) {
-        *len = 0;
-        return "";
-    }
-    if (ty != LUA_TSTRING && ty != LUA_TNUMBER)
-        luaL_error(L, "aio_aws.sigv4: query values must be strings (got %s)", luaL_typename(L, idx));
-    return lua_tolstring(L, idx, len);
-}
-
-/* request.query as a table: a list of {name, value} pairs or a map
- * (name -> value, or a list of values for a repeated name). Values are
- * decoded (not wire form); true stands for a name without a value. */
-static void sigv4_query_table(sigv4_ctx *c, int t)
+/* One decoded name and value of request.query as a table; true or nil
+ * stands for a name without a value. */
+static void sigv4_query_add(sigv4_ctx *c, int nidx, int vidx)
 {
     lua_State *L = c->L;
-    size_t klen, vlen;
-    const char *k, *v;
-    if (lua_rawgeti(L, t, 1) != LUA_TNIL) {
-        lua_pop(L, 1);
-        for (lua_Integer i = 1;; i++) {
-            int ty = lua_rawgeti(L, t, i); /* [.., pair] */
-            if (ty == LUA_TNIL) {
-                lua_pop(L, 1);
-                break;
-            }
-            if (ty != LUA_TTABLE)
-                luaL_error(L, "aio_aws.sigv4: request.query[%I] must be a {name, value} pair",
-                           (lua_Integer)i);
-            lua_rawgeti(L, -1, 1); /* [.., pair, name] */
-            lua_rawgeti(L, -2, 2); /* [.., pair, name, value] */
-            if (lua_type(L, -2) != LUA_TSTRING && lua_type(L, -2) != LUA_TNUMBER)
-                luaL_error(L, "aio_aws.sigv4: query names must be strings");
-            k = lua_tolstring(L, -2, &klen);
-            v = sigv4_query_value(L, lua_absindex(L, -1), &vlen);
-            sigv4_query_pair(c, k, klen, v, vlen);
-            lua_pop(L, 3);
-        }
-        return;
-    }
-    lua_pop(L, 1);
-    lua_pushnil(L);
-    while (lua_next(L, t) != 0) { /* [.., name, value] */
-        if (lua_type(L, -2) != LUA_TSTRING)
-            luaL_error(L, "aio_aws.sigv4: query names must be strings");
-        k = lua_tolstring(L, -2, &klen);
-        if (lua_type(L, -1) == LUA_TTABLE) {
-            int list = lua_absindex(L, -1);
-            for (lua_Integer i = 1; lua_rawgeti(L, list, i) != LUA_TNIL; i++) { /* [.., name, list, v] */
-                v = sigv4_query_value(L, lua_absindex(L, -1), &vlen);
-                sigv4_query_pair(c, k, klen, v, vlen);
-                lua_pop(L, 1);
-            }
-            lua_pop(L, 1);
-        } else {
-            v = sigv4_query_value(L, lua_absindex(L, -1), &vlen);
-            sigv4_query_pair(c, k, klen, v, vlen);
-        }
-        lua_pop(L, 1); /* [.., name] */
-    }
+    size_t klen, vlen = 0;
+    const char *k, *v = "";
+    int ty = lua_type(L, vidx);
+    if (lua_type(L, nidx) != LUA_TSTRING && lua_type(L, nidx) != LUA_TNUMBER)
+        luaL_error(L, "aio_aws.sigv4: query names must be strings");
+    k = lua_tolstring(L, nidx, &klen);
+    if (ty == LUA_TSTRING || ty == LUA_TNUMBER)
+        v = lua_tolstring(L, vidx, &vlen);
+    else if (!(ty == LUA_TNIL || (ty == LUA_TBOOLEAN && lua_toboolean(L, vidx))))
+        luaL_error(L, "aio_aws.sigv4: query values must be strings (got %s)", luaL_typename(L, vidx));
+    sigv4_query_pair(c, k, klen, v, vlen);
 }
 
 static int sigv4_param_cmp(const void *a, const void *b)
@@ -987,7 +945,7 @@ static void sigv4_read_request(sigv4_ctx *c, int req)
         s = lua_tolstring(L, -1, &n);
         sigv4_query_wire(c, (n > 0 && s[0] == '?') ? s + 1 : s, (n > 0 && s[0] == '?') ? n - 1 : n);
     } else if (ty == LUA_TTABLE) {
-        sigv4_query_table(c, lua_gettop(L));
+        sigv4_each_pair(c, lua_gettop(L), "request.query", sigv4_query_add);
     } else if (ty != LUA_TNIL) {
         luaL_error(L, "aio_aws.sigv4: request.query must be a string or a table (got %s)",
                    luaL_typename(L, -1));
@@ -996,7 +954,7 @@ static void sigv4_read_request(sigv4_ctx *c, int req)
 
     ty = lua_getfield(L, req, "headers");
     if (ty == LUA_TTABLE)
-        sigv4_collect_headers(c, lua_gettop(L));
+        sigv4_each_pair(c, lua_gettop(L), "request.headers", sigv4_header_add);
     else if (ty != LUA_TNIL)
         luaL_error(L, "aio_aws.sigv4: request.headers must be a table (got %s)", luaL_typename(L, -1));
     lua_pop(L, 1);
