@@ -130,6 +130,17 @@ local function check(result, debug, want)
   end
 end
 
+-- The same from files: canonical request, string to sign, and the
+-- Authorization value that carries the signature.
+local function check_files(result, debug, creq_file, sts_file, authz)
+  check(result, debug, {
+    canonical_request = expected(creq_file),
+    string_to_sign = expected(sts_file),
+    signature = signature_of(authz),
+    authorization = authz,
+  })
+end
+
 local SUITE_CREDS = { access_key = "AKIDEXAMPLE", secret_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY" }
 
 local function with_token(creds, token)
@@ -169,13 +180,7 @@ describe("sigv4", function()
         local result, debug = sigv4.sign(req, creds, opts)
         -- Erratum: get-vanilla-with-session-token.sreq shows the get-vanilla
         -- signature; .authz is right, so .authz is what this compares.
-        local authz = expected(base .. ".authz")
-        check(result, debug, {
-          canonical_request = expected(base .. ".creq"),
-          string_to_sign = expected(base .. ".sts"),
-          signature = signature_of(authz),
-          authorization = authz,
-        })
+        check_files(result, debug, base .. ".creq", base .. ".sts", expected(base .. ".authz"))
       end)
     end
   end)
@@ -232,13 +237,8 @@ describe("sigv4", function()
       local signed = parse_http(must(readfile(dir .. "/double-url-encode/header-signed-request.txt")))
       local result, debug = sigv4.sign(req, SUITE_CREDS,
         { region = "us-east-2", service = "lambda", time = "20210511T154045Z" })
-      local authz = header_of(signed, "authorization")
-      check(result, debug, {
-        canonical_request = expected(dir .. "/double-url-encode/header-canonical-request.txt"),
-        string_to_sign = expected(dir .. "/double-url-encode/header-string-to-sign.txt"),
-        signature = signature_of(authz),
-        authorization = authz,
-      })
+      check_files(result, debug, dir .. "/double-url-encode/header-canonical-request.txt",
+                  dir .. "/double-url-encode/header-string-to-sign.txt", header_of(signed, "authorization"))
     end)
     it("double-encode-path (canonical request only, per the README)", function()
       local req = parse_http(must(readfile(dir .. "/double-encode-path/request.txt")))
