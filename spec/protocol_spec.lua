@@ -113,7 +113,7 @@ end
 local xml_decode
 local function canon_xml(text)
   xml_decode = xml_decode or require("aio_aws.core").xml_decode
-  local node, root = xml_decode(text)
+  local node, root = xml_decode(text, "sequence")
   if node == nil then return nil end
   local function c(name, n)
     if type(n) == "string" then return "<" .. name .. ">" .. (n:gsub("^%s+", ""):gsub("%s+$", "")) .. "</" .. name .. ">" end

@@ -148,6 +148,26 @@ function M.check_members(shape, v, where)
   end
 end
 
+--- A constructor of presized output tables for a structure: growing a
+-- table field by field rehashes it several times, and parsed pages hold
+-- thousands of these (a generated `{a=nil, b=nil, ...}` constructor gets a
+-- hash part of the right size). Cached on the shape.
+function M.table_maker(shape)
+  local mk = shape._new_table
+  if mk then return mk end
+  local names = shape.member_names or {}
+  local n = math.min(#names, 16)
+  if n == 0 then
+    mk = function() return {} end
+  else
+    local fields = {}
+    for i = 1, n do fields[i] = format("[%q]=nil", names[i]) end
+    mk = assert(load("return function() return {" .. concat(fields, ",") .. "} end", "=table_maker", "t", {}))()
+  end
+  rawset(shape, "_new_table", mk)
+  return mk
+end
+
 -- ------------------------------------------------------------ percent-encoding
 
 -- RFC 3986 unreserved characters pass; every other byte is %XX (upper hex),

@@ -58,37 +58,68 @@ end
 local DIG = {}
 for i = 0, 9 do DIG[48 + i] = i end
 
-local function parse_iso(s)
-  -- fast path, no allocation: YYYY-MM-DDThh:mm:ss[.fff]Z
-  local y1, y2, y3, y4, dash1, m1, m2, dash2, d1, d2, tt, h1, h2, col1, i1, i2, col2, s1, s2 = byte(s, 1, 19)
-  if col2 == 58 and dash1 == 45 and dash2 == 45 and col1 == 58 and (tt == 84 or tt == 116 or tt == 32) then
-    y1, y2, y3, y4, m1, m2, d1, d2 = DIG[y1], DIG[y2], DIG[y3], DIG[y4], DIG[m1], DIG[m2], DIG[d1], DIG[d2]
-    h1, h2, i1, i2, s1, s2 = DIG[h1], DIG[h2], DIG[i1], DIG[i2], DIG[s1], DIG[s2]
-    if y1 and y2 and y3 and y4 and m1 and m2 and d1 and d2 and h1 and h2 and i1 and i2 and s1 and s2 then
-      local y, mo, d = y1 * 1000 + y2 * 100 + y3 * 10 + y4, m1 * 10 + m2, d1 * 10 + d2
-      local h, mi, sec = h1 * 10 + h2, i1 * 10 + i2, s1 * 10 + s2
-      local len = #s
-      local last = byte(s, len)
-      if (last == 90 or last == 122) and valid(y, mo, d, h, mi, sec) then -- ...Z
-        local secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec
-        if len == 20 then return secs end
-        if byte(s, 20) == 46 then
-          local micro, k = 0, 21
-          while k < len do
-            local dg = DIG[byte(s, k)]
-            if not dg then break end
-            if k <= 26 then micro = micro * 10 + dg end
-            k = k + 1
-          end
-          if k == len and k > 21 then
-            for _ = k, 26 do micro = micro * 10 end
-            if micro == 0 then return secs end
-            return (secs * 1000000 + micro) / 1000000
-          end
-        end
-      end
-    end
+-- days_from_civil of the first of a month, cached by year*100+month: the
+-- hot path (a page of ListObjectsV2 timestamps) then costs a lookup.
+local month_days = {}
+local function month_base(y, mo)
+  local k = y * 100 + mo
+  local v = month_days[k]
+  if not v then
+    v = days_from_civil(y, mo, 1)
+    month_days[k] = v
   end
+  return v
+end
+
+-- "YYYY-MM-DDThh:mm:ss[.f+]Z" without allocating; nil when not that form.
+local function iso_fast(s)
+  local y1, y2, y3, y4, dash1, m1, m2, dash2, d1, d2, tt, h1, h2, col1, i1, i2, col2, s1, s2, nxt = byte(s, 1, 20)
+  if col2 ~= 58 or dash1 ~= 45 or dash2 ~= 45 or col1 ~= 58 or not (tt == 84 or tt == 116 or tt == 32) then return nil end
+  if not (y1 >= 48 and y1 <= 57 and y2 >= 48 and y2 <= 57 and y3 >= 48 and y3 <= 57 and y4 >= 48 and y4 <= 57
+      and m1 >= 48 and m1 <= 49 and m2 >= 48 and m2 <= 57 and d1 >= 48 and d1 <= 51 and d2 >= 48 and d2 <= 57
+      and h1 >= 48 and h1 <= 50 and h2 >= 48 and h2 <= 57 and i1 >= 48 and i1 <= 53 and i2 >= 48 and i2 <= 57
+      and s1 >= 48 and s1 <= 54 and s2 and s2 >= 48 and s2 <= 57) then
+    return nil
+  end
+  local mo = m1 * 10 + m2 - 528
+  local d = d1 * 10 + d2 - 528
+  if mo < 1 or mo > 12 or d < 1 then return nil end
+  local secs = (month_base(y1 * 1000 + y2 * 100 + y3 * 10 + y4 - 53328, mo) + d - 1) * 86400
+    + (h1 * 10 + h2 - 528) * 3600 + (i1 * 10 + i2 - 528) * 60 + (s1 * 10 + s2 - 528)
+  if nxt == 90 or nxt == 122 then -- Z
+    if #s == 20 then return secs end
+    return nil
+  end
+  if nxt ~= 46 then return nil end
+  local len = #s
+  if len == 24 then -- ".mmmZ", the usual S3 form
+    local f1, f2, f3, z = byte(s, 21, 24)
+    if z ~= 90 or not (f1 >= 48 and f1 <= 57 and f2 >= 48 and f2 <= 57 and f3 >= 48 and f3 <= 57) then
+      return nil
+    end
+    local ms = f1 * 100 + f2 * 10 + f3 - 5328
+    if ms == 0 then return secs end
+    return (secs * 1000 + ms) / 1000
+  end
+  local last = byte(s, len)
+  if last ~= 90 and last ~= 122 then return nil end
+  local micro, k = 0, 21
+  while k < len do
+    local dg = DIG[byte(s, k)]
+    if not dg then return nil end
+    if k <= 26 then micro = micro * 10 + dg end
+    k = k + 1
+  end
+  if k == 21 then return nil end
+  for _ = k, 26 do micro = micro * 10 end
+  if micro == 0 then return secs end
+  return (secs * 1000000 + micro) / 1000000
+end
+M.iso_fast = iso_fast
+
+local function parse_iso(s)
+  local v = iso_fast(s)
+  if v then return v end
   -- general: basic or extended format, offsets, optional time
   local ys, mos, ds, rest = match(s, "^(%d%d%d%d)%-?(%d%d)%-?(%d%d)(.*)$")
   if not ys then return nil end
@@ -142,16 +173,18 @@ function M.parse(v)
     return tointeger(v) or v
   end
   if tv ~= "string" then return nil, "invalid timestamp: " .. tostring(v) end
+  local r = iso_fast(v)
+  if r then return r end
   local c = byte(v, 5)
   if c == 45 or (c and c >= 48 and c <= 57 and byte(v, 9) == 84) then -- "YYYY-" or "YYYYMMDDT"
-    local r = parse_iso(v)
+    r = parse_iso(v)
     if r then return r end
   end
   if find(v, "^%s*%-?%d+%.?%d*%s*$") then
     local n = tonumber(v)
     if n then return tointeger(n) or n end
   end
-  local r = parse_http(v) or parse_iso(v)
+  r = parse_http(v) or parse_iso(v)
   if r then return r end
   return nil, "invalid timestamp: " .. v
 end

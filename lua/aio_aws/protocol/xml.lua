@@ -22,8 +22,8 @@ local timestamp = require "aio_aws.protocol.timestamp"
 local M = {}
 
 local absent, fail, number_text = common.absent, common.fail, common.number_text
-local format, gsub, lower, byte = string.format, string.gsub, string.lower, string.byte
-local tointeger, mtype = math.tointeger, math.type
+local format, gsub = string.format, string.gsub
+local tointeger = math.tointeger
 
 -- ------------------------------------------------------------------ writer
 
@@ -162,6 +162,13 @@ function M.encode(ref, v, name, where)
 end
 
 -- ------------------------------------------------------------------ reader
+--
+-- Decoded nodes (csrc/xml.c): a string (leaf), a record table (distinct
+-- child names -> values; t[1] == nil) or a sequence table (flat
+-- {name, value, ...} pairs in document order), with `_attr` / `_text`.
+-- Records are converted in place and returned as the output table: most
+-- fields of a parsed response are strings that need no change, so
+-- converting the few others is cheaper than copying.
 
 -- Parse failures travel as a tagged error up to protocol.parse.
 local PARSE = {}
@@ -171,7 +178,7 @@ local function perr(fmt, ...)
 end
 M.perr = perr
 
-local read -- forward
+local read, read_entry_into -- forward
 
 local function text_of(node)
   if type(node) == "string" then return node end
@@ -180,6 +187,8 @@ end
 M.text_of = text_of
 
 local SPECIAL = common.SPECIAL_FLOAT
+local iso_fast = timestamp.iso_fast
+local tparse = timestamp.parse
 
 local function read_scalar(ref, node)
   local s = type(node) == "string" and node or (node._text or "")
@@ -192,7 +201,7 @@ local function read_scalar(ref, node)
   elseif t == "boolean" then
     return s == "true"
   elseif t == "timestamp" then
-    local v, err = timestamp.parse(s)
+    local v, err = tparse(s)
     if not v then perr("%s", err) end
     return v
   elseif t == "float" or t == "double" then
@@ -213,13 +222,30 @@ end
 local OUTPUT_LOCATED = { header = true, headers = true, statusCode = true }
 M.OUTPUT_LOCATED = OUTPUT_LOCATED
 
--- Per-structure index: element name -> member name / reference / kind.
--- kind: "flist" flattened list, "fmap" flattened map, "s" plain string,
--- "v" anything else.
+-- Kinds of a member, so that structures convert leaf scalars inline instead
+-- of dispatching through `read` (a page of ListObjectsV2 holds thousands).
+local K_STR, K_INT, K_BOOL, K_TS, K_FLOAT, K_BLOB, K_STRUCT, K_LIST, K_MAP, K_FLIST, K_FMAP, K_OTHER =
+  1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12
+local KIND = { string = K_STR, integer = K_INT, long = K_INT, byte = K_INT, short = K_INT,
+  boolean = K_BOOL, timestamp = K_TS, float = K_FLOAT, double = K_FLOAT, blob = K_BLOB,
+  structure = K_STRUCT, list = K_LIST, map = K_MAP }
+
+local function kind_of(ref)
+  local k = KIND[ref.type] or K_OTHER
+  if k == K_STR and ref.jsonvalue then k = K_OTHER end
+  if k == K_LIST and ref.flattened then k = K_FLIST end
+  if k == K_MAP and ref.flattened then k = K_FMAP end
+  return k
+end
+
+-- Per-structure index by element name: member name, reference, kind;
+-- `attrs` lists the xmlAttribute members.
 local function struct_index(shape)
   local idx = shape._xml_index
   if idx then return idx end
   local names, refs, kinds, attrs = {}, {}, {}, nil
+  local keys, klist, mlist, rlist = {}, {}, {}, {}
+  local renamed = false
   local members = shape.members
   for _, m in ipairs(shape.member_names) do
     local mref = members[m]
@@ -227,18 +253,21 @@ local function struct_index(shape)
       attrs = attrs or {}
       attrs[#attrs + 1] = m
     elseif not OUTPUT_LOCATED[mref.location or false] and not mref.eventheader then
-      local key, kind
-      if mref.type == "list" and mref.flattened then
-        key, kind = mref.member.locationName or mref.locationName or m, "flist"
-      elseif mref.type == "map" and mref.flattened then
-        key, kind = mref.locationName or m, "fmap"
+      local kind = kind_of(mref)
+      local key
+      if kind == K_FLIST then
+        key = mref.member.locationName or mref.locationName or m
       else
-        key, kind = mref.locationName or m, (mref.type == "string" and not mref.jsonvalue) and "s" or "v"
+        key = mref.locationName or m
       end
+      if key ~= m then renamed = true end
       names[key], refs[key], kinds[key] = m, mref, kind
+      local i = #keys + 1
+      keys[i], klist[i], mlist[i], rlist[i] = key, kind, m, mref
     end
   end
-  idx = { names = names, refs = refs, kinds = kinds, attrs = attrs }
+  idx = { names = names, refs = refs, kinds = kinds, attrs = attrs, renamed = renamed,
+    keys = keys, klist = klist, mlist = mlist, rlist = rlist, count = #keys }
   rawset(shape, "_xml_index", idx)
   return idx
 end
@@ -248,62 +277,201 @@ local function read_entry(ref, node, out)
   if type(node) ~= "table" then return end
   local kref, vref = ref.key, ref.value
   local kname, vname = kref.locationName or "key", vref.locationName or "value"
-  local k, v
-  for i = 1, #node, 2 do
-    local nm = node[i]
-    if nm == kname then k = read(kref, node[i + 1])
-    elseif nm == vname then v = read(vref, node[i + 1]) end
+  local kn, vn
+  if node[1] == nil then
+    kn, vn = node[kname], node[vname]
+  else
+    for i = 1, #node, 2 do
+      local nm = node[i]
+      if nm == kname then kn = node[i + 1] elseif nm == vname then vn = node[i + 1] end
+    end
   end
-  if k ~= nil then
-    if v == nil then v = vref.type == "string" and "" or nil end
-    out[k] = v
+  if kn == nil then return end
+  local k = read(kref, kn)
+  if vn == nil then
+    out[k] = vref.type == "string" and "" or nil
+  else
+    out[k] = read(vref, vn)
   end
 end
 
-local function read_struct(ref, node)
-  local shape = ref.target
-  local out = {}
-  if type(node) ~= "table" then return out end
-  local idx = struct_index(shape)
-  local names, refs, kinds = idx.names, idx.refs, idx.kinds
+-- Leaf scalars by kind (v is a string); nil kind result means "not a leaf kind".
+local function leaf(kind, ref, v)
+  if kind == K_STR then return v end
+  if kind == K_INT then
+    local n = tonumber(v)
+    if not n then perr("invalid integer value %q", v) end
+    return tointeger(n) or n
+  end
+  if kind == K_TS then
+    local t = iso_fast(v)
+    if t then return t end
+    local err
+    t, err = tparse(v)
+    if not t then perr("%s", err) end
+    return t
+  end
+  if kind == K_BOOL then return v == "true" end
+  return read_scalar(ref, v)
+end
+
+local table_maker = common.table_maker
+local read_struct -- forward
+
+-- One value of a member found in a structure (not the flattened kinds).
+local function member_value(kind, ref, v)
+  if kind <= K_BLOB then
+    if type(v) == "string" then
+      if kind == K_STR then return v end
+      return leaf(kind, ref, v)
+    end
+    return read_scalar(ref, v)
+  end
+  if kind == K_STRUCT then return read_struct(ref, v) end
+  return read(ref, v)
+end
+
+-- A record converted in place: members are looked up by element name; the
+-- `_n` count from the decoder says whether unknown elements are left, which
+-- then get dropped in a second pass.
+local function struct_record(shape, idx, node)
+  local total = node._n or 0
+  local attr = node._attr
+  node._n, node._attr, node._text = nil, nil, nil
+  local keys, klist, mlist, rlist = idx.keys, idx.klist, idx.mlist, idx.rlist
+  local found = 0
+  local moved
+  for i = 1, idx.count do
+    local key = keys[i]
+    local v = node[key]
+    if v ~= nil then
+      found = found + 1
+      local kind = klist[i]
+      local conv
+      if kind == K_STR then
+        conv = type(v) == "string" and v or (v._text or "")
+      elseif kind == K_TS and type(v) == "string" then
+        conv = iso_fast(v) or leaf(K_TS, nil, v)
+      elseif kind == K_INT and type(v) == "string" then
+        conv = tonumber(v)
+        if not conv or conv ~= conv // 1 then conv = leaf(K_INT, nil, v) end
+      elseif kind == K_FLIST then
+        local item = rlist[i].member
+        conv = { item.type == "structure" and read_struct(item, v) or read(item, v) }
+      elseif kind == K_FMAP then
+        conv = {}
+        read_entry(rlist[i], v, conv)
+      else
+        conv = member_value(kind, rlist[i], v)
+      end
+      local m = mlist[i]
+      if m == key then
+        if conv ~= v then node[key] = conv end
+      else
+        -- renamed: write after every lookup (a new name may be another's element name)
+        node[key] = nil
+        moved = moved or {}
+        moved[#moved + 1] = m
+        moved[#moved + 1] = conv
+      end
+    end
+  end
+  local unknown
+  if found < total then
+    -- elements the model does not know: drop them
+    local known = idx.kinds
+    for k in next, node do
+      if known[k] == nil then unknown = unknown or k end
+    end
+    if unknown then
+      for k in next, node do
+        if known[k] == nil then node[k] = nil end
+      end
+    end
+  end
+  if moved then
+    for i = 1, #moved, 2 do node[moved[i]] = moved[i + 1] end
+  end
+  if idx.attrs and attr then
+    for _, m in ipairs(idx.attrs) do
+      local mref = shape.members[m]
+      local v = attr[mref.locationName or m]
+      if v ~= nil then node[m] = read_scalar(mref, v) end
+    end
+  end
+  if shape.union and unknown and next(node) == nil then
+    -- a member this model does not know (https://smithy.io/2.0/spec/aggregate-types.html#union)
+    return { SDK_UNKNOWN_MEMBER = { name = unknown } }
+  end
+  return node
+end
+
+-- A sequence read into a new table.
+local function struct_sequence(shape, idx, node)
+  local kinds, names, refs = idx.kinds, idx.names, idx.refs
+  local out = (shape._new_table or table_maker(shape))()
+  local lens -- lengths of the flattened lists being filled
   for i = 1, #node, 2 do
     local key = node[i]
     local kind = kinds[key]
     if kind then
       local v = node[i + 1]
-      local m = names[key]
-      if kind == "s" then
-        out[m] = type(v) == "string" and v or (v._text or "")
-      elseif kind == "v" then
-        out[m] = read(refs[key], v)
-      elseif kind == "flist" then
+      if kind == K_FLIST then
+        local m = names[key]
         local l = out[m]
-        if not l then l = {}; out[m] = l end
-        l[#l + 1] = read(refs[key].member, v)
-      else -- fmap
+        if not l then
+          l = {}
+          out[m] = l
+          lens = lens or {}
+          lens[m] = 0
+        end
+        local n = lens[m] + 1
+        lens[m] = n
+        local item = refs[key].member
+        l[n] = item.type == "structure" and read_struct(item, v) or read(item, v)
+      elseif kind == K_FMAP then
+        local m = names[key]
         local mp = out[m]
         if not mp then mp = {}; out[m] = mp end
         read_entry(refs[key], v, mp)
+      else
+        out[names[key]] = member_value(kind, refs[key], v)
       end
     end
   end
-  if idx.attrs and node._attr then
-    local attr = node._attr
+  local attr = node._attr
+  if idx.attrs and attr then
     for _, m in ipairs(idx.attrs) do
       local mref = shape.members[m]
       local v = attr[mref.locationName or m]
       if v ~= nil then out[m] = read_scalar(mref, v) end
     end
   end
-  if shape.union then
-    local set, first = 0, nil
-    for k in pairs(out) do set = set + 1; first = first or k end
-    if set == 0 and #node > 0 then
-      -- a member this model does not know (https://smithy.io/2.0/spec/aggregate-types.html#union)
-      return { SDK_UNKNOWN_MEMBER = { name = node[1] } }
-    end
+  if shape.union and next(out) == nil and #node > 0 then
+    return { SDK_UNKNOWN_MEMBER = { name = node[1] } }
   end
   return out
+end
+
+function read_struct(ref, node)
+  local shape = ref.target
+  if type(node) ~= "table" then return {} end
+  local idx = shape._xml_index or struct_index(shape)
+  if node[1] == nil then return struct_record(shape, idx, node) end
+  return struct_sequence(shape, idx, node)
+end
+
+-- Calls fn(value) for each child of a node, in document order for
+-- sequences (records have one child per name; lists and maps hold one name).
+local function children(node, fn, a, b)
+  if type(node) ~= "table" then return end
+  if node[1] == nil then
+    for k, v in next, node do
+      if k ~= "_attr" and k ~= "_text" and k ~= "_n" then fn(v, a, b) end
+    end
+  else
+    for i = 2, #node, 2 do fn(node[i], a, b) end
+  end
 end
 
 local function read_list(ref, node)
@@ -311,20 +479,38 @@ local function read_list(ref, node)
   if type(node) ~= "table" then return out end
   local mref = ref.member
   local n = 0
-  for i = 2, #node, 2 do
-    n = n + 1
-    out[n] = read(mref, node[i])
+  if node[1] == nil then
+    children(node, function(v) n = n + 1; out[n] = read(mref, v) end)
+    return out
+  end
+  if mref.type == "structure" then
+    for i = 2, #node, 2 do
+      n = n + 1
+      out[n] = read_struct(mref, node[i])
+    end
+  elseif mref.type == "string" and not mref.jsonvalue then
+    for i = 2, #node, 2 do
+      local v = node[i]
+      n = n + 1
+      out[n] = type(v) == "string" and v or (v._text or "")
+    end
+  else
+    for i = 2, #node, 2 do
+      n = n + 1
+      out[n] = read(mref, node[i])
+    end
   end
   return out
 end
 
 local function read_map(ref, node)
   local out = {}
-  if type(node) ~= "table" then return out end
-  for i = 2, #node, 2 do
-    read_entry(ref, node[i], out)
-  end
+  children(node, read_entry_into, ref, out)
   return out
+end
+
+function read_entry_into(v, ref, out)
+  read_entry(ref, v, out)
 end
 
 function read(ref, node)
@@ -348,13 +534,15 @@ function read(ref, node)
   return read_scalar(ref, node)
 end
 
---- Read a decoded node as the shape `ref` describes.
+--- Read a decoded node as the shape `ref` describes (records are
+-- converted in place). Raises a PARSE error for malformed values.
 M.read = read
 M.read_scalar = read_scalar
 
 --- First child named `name` of a decoded node (nil when absent).
 function M.child(node, name)
   if type(node) ~= "table" then return nil end
+  if node[1] == nil then return node[name] end
   for i = 1, #node, 2 do
     if node[i] == name then return node[i + 1] end
   end
@@ -363,26 +551,29 @@ end
 
 --- Decode XML text with the C core.
 -- @return node, root_name, or nil, message
-function M.decode(text)
+function M.decode(text, mode)
   local core = common.core()
   if not core or not core.xml_decode then
     error("aio_aws.core.xml_decode is not available (build the C core: make)", 0)
   end
-  return core.xml_decode(text)
+  return core.xml_decode(text, mode)
 end
 
 --- A generic (shape-less) view of a decoded node: leaves become strings,
 -- elements become tables keyed by child name (repeated names: last wins).
--- Used for error bodies, as botocore's _replace_nodes does.
 function M.plain(node)
   if type(node) ~= "table" then return node end
-  if #node == 0 then return node._text or "" end
   local out = {}
-  for i = 1, #node, 2 do out[node[i]] = M.plain(node[i + 1]) end
+  local any = false
+  if node[1] == nil then
+    for k, v in next, node do
+      if k ~= "_attr" and k ~= "_text" and k ~= "_n" then out[k] = M.plain(v); any = true end
+    end
+  else
+    for i = 1, #node, 2 do out[node[i]] = M.plain(node[i + 1]); any = true end
+  end
+  if not any then return node._text or "" end
   return out
 end
-
--- silence "unused" for helpers kept for symmetry
-local _ = lower, byte, mtype
 
 return M
