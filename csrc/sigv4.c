@@ -1013,6 +1013,119 @@ static int sigv4_listed(lua_State *L, int list, const char *name, size_t nlen)
     }
 }
 
+/* Finish the headers: add the signer's own, sort, merge repeats, apply
+ * options.signed_headers. Returns the merged array (*nm entries) and
+ * writes the SignedHeaders list to *slist / *sllen. */
+static sigv4_header *sigv4_canonical_headers(sigv4_ctx *c, size_t *nm_out, char **slist_out, size_t *sllen_out)
+{
+    lua_State *L = c->L;
+    /* The headers the signer adds ([CSR] "Add the signature to the
+     * request": host and x-amz-date are always signed; [S3H]
+     * x-amz-content-sha256; the session token signs unless the service
+     * wants it added afterwards (post-sts-header-after)). */
+    if (!c->has_host)
+        sigv4_header_add_raw(c, "host", c->host, c->hostlen, 1);
+    if (!c->presign) {
+        sigv4_header_add_raw(c, "x-amz-date", c->amzdate, 16, 1);
+        if (c->token != NULL)
+            sigv4_header_add_raw(c, "x-amz-security-token", c->token, c->toklen, !c->omit_token);
+        if (c->add_content_sha)
+            sigv4_header_add_raw(c, "x-amz-content-sha256", c->payload, c->paylen, 1);
+    }
+
+    /* [CSR] canonical headers: sorted by lower-case name, the sort stable
+     * so that repeated names merge into one line with their values joined
+     * by ',' in request order (get-header-value-order). */
+    qsort(c->hs.v, c->hs.n, sizeof *c->hs.v, sigv4_header_cmp);
+    sigv4_header *mh = (sigv4_header *)sigv4_alloc(&c->arena, c->hs.n * sizeof *mh);
+    size_t nm = 0;
+    for (size_t i = 0, j; i < c->hs.n; i = j) {
+        size_t total = 0;
+        for (j = i; j < c->hs.n && c->hs.v[j].nlen == c->hs.v[i].nlen
+                    && memcmp(c->hs.v[j].name, c->hs.v[i].name, c->hs.v[i].nlen) == 0; j++)
+            total += c->hs.v[j].vlen + 1;
+        mh[nm] = c->hs.v[i];
+        if (j - i > 1) {
+            char *val = (char *)sigv4_alloc(&c->arena, total);
+            size_t o = 0;
+            for (size_t k = i; k < j; k++) {
+                if (k > i)
+                    val[o++] = ',';
+                memcpy(val + o, c->hs.v[k].val, c->hs.v[k].vlen);
+                o += c->hs.v[k].vlen;
+            }
+            mh[nm].val = val;
+            mh[nm].vlen = o;
+        }
+        nm++;
+    }
+
+    /* options.signed_headers: sign exactly the names a client listed (to
+     * verify its request), each of which must be present. */
+    if (c->signed_list) {
+        for (size_t i = 0; i < nm; i++)
+            mh[i].sign = sigv4_listed(L, c->signed_list, mh[i].name, mh[i].nlen);
+        for (lua_Integer i = 1; lua_rawgeti(L, c->signed_list, i) != LUA_TNIL; i++) {
+            size_t l, k;
+            const char *s = lua_tolstring(L, -1, &l);
+            for (k = 0; k < nm; k++)
+                if (mh[k].sign && mh[k].nlen == l && strncasecmp(mh[k].name, s, l) == 0)
+                    break;
+            if (k == nm)
+                luaL_error(L, "aio_aws.sigv4: signed header '%s' is not in the request", s);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+
+    /* [CSR] SignedHeaders: the lower-case names, sorted, ';'-separated. */
+    size_t sllen = 0;
+    for (size_t i = 0; i < nm; i++)
+        sllen += mh[i].sign ? mh[i].nlen + 1 : 0;
+    char *slist = (char *)sigv4_alloc(&c->arena, sllen + 1);
+    sllen = 0;
+    for (size_t i = 0; i < nm; i++) {
+        if (!mh[i].sign)
+            continue;
+        if (sllen > 0)
+            slist[sllen++] = ';';
+        memcpy(slist + sllen, mh[i].name, mh[i].nlen);
+        sllen += mh[i].nlen;
+    }
+    slist[sllen] = '\0';
+
+    *nm_out = nm;
+    *slist_out = slist;
+    *sllen_out = sllen;
+    return mh;
+}
+
+/* [S3Q] presigning: the authentication parameters join the canonical
+ * query (X-Amz-Signature excepted), X-Amz-Credential holding
+ * access-key/scope and X-Amz-SignedHeaders the signed header list. */
+static void sigv4_presign_params(sigv4_ctx *c, const char *scope, size_t scopelen,
+                                 const char *slist, size_t sllen)
+{
+    size_t k = 0;
+    char num[32];
+    for (size_t i = 0; i < c->ps.n; i++)
+        if (!sigv4_presign_owned(c, &c->ps.v[i]))
+            c->ps.v[k++] = c->ps.v[i];
+    c->ps.n = k;
+    char *cred = (char *)sigv4_alloc(&c->arena, c->aklen + 1 + scopelen);
+    memcpy(cred, c->ak, c->aklen);
+    cred[c->aklen] = '/';
+    memcpy(cred + c->aklen + 1, scope, scopelen);
+    sigv4_query_pair(c, "X-Amz-Algorithm", 15, SIGV4_ALGORITHM, sizeof SIGV4_ALGORITHM - 1);
+    sigv4_query_pair(c, "X-Amz-Credential", 16, cred, c->aklen + 1 + scopelen);
+    sigv4_query_pair(c, "X-Amz-Date", 10, c->amzdate, 16);
+    sigv4_query_pair(c, "X-Amz-Expires", 13, num,
+                     (size_t)snprintf(num, sizeof num, "%lld", (long long)c->expires));
+    if (c->token != NULL && !c->omit_token)
+        sigv4_query_pair(c, "X-Amz-Security-Token", 20, c->token, c->toklen);
+    sigv4_query_pair(c, "X-Amz-SignedHeaders", 19, slist, sllen);
+}
+
 /* sigv4_sign(request, credentials, options) -> result, debug. See
  * lua/aio_aws/sigv4.lua for the documented shapes. */
 static int sigv4_sign(lua_State *L)
@@ -1043,104 +1156,11 @@ static int sigv4_sign(lua_State *L)
     scopelen = (size_t)snprintf(scope, sizeof scope, "%.8s/%.*s/%.*s/" SIGV4_TERMINATOR, c.amzdate,
                                 (int)c.rlen, c.region, (int)c.svlen, c.service);
 
-    /* The headers the signer adds ([CSR] "Add the signature to the
-     * request": host and x-amz-date are always signed; [S3H]
-     * x-amz-content-sha256; the session token signs unless the service
-     * wants it added afterwards (post-sts-header-after)). */
-    if (!c.has_host)
-        sigv4_header_add_raw(&c, "host", c.host, c.hostlen, 1);
-    if (!c.presign) {
-        sigv4_header_add_raw(&c, "x-amz-date", c.amzdate, 16, 1);
-        if (c.token != NULL)
-            sigv4_header_add_raw(&c, "x-amz-security-token", c.token, c.toklen, !c.omit_token);
-        if (c.add_content_sha)
-            sigv4_header_add_raw(&c, "x-amz-content-sha256", c.payload, c.paylen, 1);
-    }
-
-    /* [CSR] canonical headers: sorted by lower-case name, the sort stable
-     * so that repeated names merge into one line with their values joined
-     * by ',' in request order (get-header-value-order). */
-    qsort(c.hs.v, c.hs.n, sizeof *c.hs.v, sigv4_header_cmp);
-    sigv4_header *mh = (sigv4_header *)sigv4_alloc(&c.arena, c.hs.n * sizeof *mh);
-    size_t nm = 0;
-    for (size_t i = 0, j; i < c.hs.n; i = j) {
-        size_t total = 0;
-        for (j = i; j < c.hs.n && c.hs.v[j].nlen == c.hs.v[i].nlen
-                    && memcmp(c.hs.v[j].name, c.hs.v[i].name, c.hs.v[i].nlen) == 0; j++)
-            total += c.hs.v[j].vlen + 1;
-        mh[nm] = c.hs.v[i];
-        if (j - i > 1) {
-            char *val = (char *)sigv4_alloc(&c.arena, total);
-            size_t o = 0;
-            for (size_t k = i; k < j; k++) {
-                if (k > i)
-                    val[o++] = ',';
-                memcpy(val + o, c.hs.v[k].val, c.hs.v[k].vlen);
-                o += c.hs.v[k].vlen;
-            }
-            mh[nm].val = val;
-            mh[nm].vlen = o;
-        }
-        nm++;
-    }
-
-    /* options.signed_headers: sign exactly the names a client listed (to
-     * verify its request), each of which must be present. */
-    if (c.signed_list) {
-        for (size_t i = 0; i < nm; i++)
-            mh[i].sign = sigv4_listed(L, c.signed_list, mh[i].name, mh[i].nlen);
-        for (lua_Integer i = 1; lua_rawgeti(L, c.signed_list, i) != LUA_TNIL; i++) {
-            size_t l, k;
-            const char *s = lua_tolstring(L, -1, &l);
-            for (k = 0; k < nm; k++)
-                if (mh[k].sign && mh[k].nlen == l && strncasecmp(mh[k].name, s, l) == 0)
-                    break;
-            if (k == nm)
-                luaL_error(L, "aio_aws.sigv4: signed header '%s' is not in the request", s);
-            lua_pop(L, 1);
-        }
-        lua_pop(L, 1);
-    }
-
-    /* [CSR] SignedHeaders: the lower-case names, sorted, ';'-separated. */
-    size_t sllen = 0;
-    for (size_t i = 0; i < nm; i++)
-        sllen += mh[i].sign ? mh[i].nlen + 1 : 0;
-    char *slist = (char *)sigv4_alloc(&c.arena, sllen + 1);
-    sllen = 0;
-    for (size_t i = 0; i < nm; i++) {
-        if (!mh[i].sign)
-            continue;
-        if (sllen > 0)
-            slist[sllen++] = ';';
-        memcpy(slist + sllen, mh[i].name, mh[i].nlen);
-        sllen += mh[i].nlen;
-    }
-    slist[sllen] = '\0';
-
-    /* [S3Q] presigning: the authentication parameters join the canonical
-     * query (X-Amz-Signature excepted), X-Amz-Credential holding
-     * access-key/scope and X-Amz-SignedHeaders the list above. */
-    if (c.presign) {
-        size_t k = 0;
-        char num[32];
-        for (size_t i = 0; i < c.ps.n; i++)
-            if (!sigv4_presign_owned(&c, &c.ps.v[i]))
-                c.ps.v[k++] = c.ps.v[i];
-        c.ps.n = k;
-        char *cred = (char *)sigv4_alloc(&c.arena, c.aklen + 1 + scopelen);
-        memcpy(cred, c.ak, c.aklen);
-        cred[c.aklen] = '/';
-        memcpy(cred + c.aklen + 1, scope, scopelen);
-        sigv4_query_pair(&c, "X-Amz-Algorithm", 15, SIGV4_ALGORITHM, sizeof SIGV4_ALGORITHM - 1);
-        sigv4_query_pair(&c, "X-Amz-Credential", 16, cred, c.aklen + 1 + scopelen);
-        sigv4_query_pair(&c, "X-Amz-Date", 10, c.amzdate, 16);
-        sigv4_query_pair(&c, "X-Amz-Expires", 13, num,
-                         (size_t)snprintf(num, sizeof num, "%lld", (long long)c.expires));
-        if (c.token != NULL && !c.omit_token)
-            sigv4_query_pair(&c, "X-Amz-Security-Token", 20, c.token, c.toklen);
-        sigv4_query_pair(&c, "X-Amz-SignedHeaders", 19, slist, sllen);
-    }
+    size_t nm, sllen;
+    char *slist;
+    sigv4_header *mh = sigv4_canonical_headers(&c, &nm, &slist, &sllen);
+    if (c.presign)
+        sigv4_presign_params(&c, scope, scopelen, slist, sllen);
     if (c.ps.n > 1)
         qsort(c.ps.v, c.ps.n, sizeof *c.ps.v, sigv4_param_cmp);
 
