@@ -61,7 +61,7 @@ check-asan: deps $(ASAN_CORE)
 	AIO_AWS_CPATH="$(ASAN_DIR)/?.so" $(BUSTED_RUN)
 
 # The C-heavy specs under valgrind memcheck, against the normal build.
-VALGRIND_SPECS ?= spec/core
+VALGRIND_SPECS ?= spec/core spec/crypto_spec.lua spec/sigv4_spec.lua
 check-valgrind: deps all
 	AIO_AWS_SANITIZED=1 valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
 	  --error-exitcode=1 --suppressions=spec/support/valgrind.supp \
