@@ -49,8 +49,9 @@
  * whose __gc frees them, so neither a Lua error (out of memory in phase 2)
  * nor an early return can leak or long-jump through expat.
  *
- * Hostile input: entity declarations (<!ENTITY ...>) are refused outright,
- * so "billion laughs" expansion cannot start; expat's own amplification
+ * Hostile input: document type declarations (and so every <!ENTITY ...>)
+ * are refused outright, so "billion laughs" expansion, external and
+ * parameter entities cannot start; expat's own amplification
  * limit stays on as a second fence; no external entity handler is set, so
  * external entities and parameter entities are never loaded; nesting is
  * capped at XML_MAX_DEPTH. Every failure is `nil, message`, never a raise
@@ -354,8 +355,17 @@ static void XMLCALL s_on_text(void *ud, const XML_Char *s, int len)
     b->last_was_text = 1;
 }
 
-/* AWS never sends a DTD with entities; refusing every declaration removes
- * entity expansion attacks at the root. */
+/* AWS never sends a document type declaration. Refusing any DTD removes
+ * entity expansion ("billion laughs"), external entities and parameter
+ * entities at the root (as defusedxml's forbid_dtd does); refusing entity
+ * declarations too is a second fence should the first ever be lifted. */
+static void XMLCALL s_on_doctype(void *ud, const XML_Char *doctypeName, const XML_Char *sysid,
+                                 const XML_Char *pubid, int has_internal_subset)
+{
+    (void)doctypeName; (void)sysid; (void)pubid; (void)has_internal_subset;
+    s_stop(ud, "XML document type declarations (DTD) are not allowed");
+}
+
 static void XMLCALL s_on_entity_decl(void *ud, const XML_Char *entityName,
                                      int is_parameter_entity, const XML_Char *value,
                                      int value_length, const XML_Char *base,
@@ -390,6 +400,7 @@ static const char *s_phase1(xml_box *b, const char *s, size_t n, char *msgbuf, s
     XML_SetUserData(p, b);
     XML_SetElementHandler(p, s_on_start, s_on_end);
     XML_SetCharacterDataHandler(p, s_on_text);
+    XML_SetStartDoctypeDeclHandler(p, s_on_doctype);
     XML_SetEntityDeclHandler(p, s_on_entity_decl);
     XML_SetParamEntityParsing(p, XML_PARAM_ENTITY_PARSING_NEVER);
 #if XML_MAJOR_VERSION > 2 || (XML_MAJOR_VERSION == 2 && XML_MINOR_VERSION >= 4)  /* 2.4.0+ */

@@ -528,6 +528,20 @@ local function load_raw(dir, service, version)
   return desc
 end
 
+-- lua-cjson reads every number as a float; model numbers (min, max,
+-- waiter delays and attempts, error status codes) are integers.
+local function integers(t)
+  for k, v in next, t do
+    local tv = type(v)
+    if tv == "table" then
+      integers(v)
+    elseif tv == "number" then
+      local i = math.tointeger(v)
+      if i then t[k] = i end
+    end
+  end
+end
+
 local function load_bundled(idx, file)
   local text = read_file(idx.dir .. "/" .. file)
   if not text then return nil, "cannot read bundled model " .. file end
@@ -535,6 +549,7 @@ local function load_bundled(idx, file)
   if not ok or type(desc) ~= "table" then
     return nil, "bundled model " .. file .. " is not valid JSON: " .. tostring(desc)
   end
+  integers(desc)
   return desc
 end
 
