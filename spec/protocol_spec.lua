@@ -330,3 +330,127 @@ describe("protocol conformance", function()
       string.format("\nprotocol conformance total: %d passed, %d skipped, %d failed\n", tp, ts, tf))
   end)
 end)
+
+describe("protocol API", function()
+  local errors = require "aio_aws.errors"
+
+  local function svc(name) return assert(model.load(name)) end
+
+  it("builds requests for the bundled models", function()
+    local s3 = svc("s3")
+    local req = assert(protocol.build(s3, "put_object", { Bucket = "b", Key = "a/b c+d", Body = "x", Metadata = { k = "v" } }))
+    assert.equal("PUT", req.method)
+    assert.equal("/b/a/b%20c%2Bd", req.path)
+    assert.equal("x", req.body)
+    assert.equal("v", req.headers["x-amz-meta-k"])
+    req = assert(protocol.build(s3, "ListObjectsV2", { Bucket = "b", Prefix = "p/" }))
+    assert.equal("/b?list-type=2&prefix=p%2F", protocol.url_path(req))
+    local logs = svc("logs")
+    req = assert(protocol.build(logs, "GetLogEvents", { logGroupName = "g", logStreamName = "s", startFromHead = true }))
+    assert.equal("Logs_20140328.GetLogEvents", req.headers["x-amz-target"])
+    assert.equal("application/x-amz-json-1.1", req.headers["content-type"])
+    assert.same({ logGroupName = "g", logStreamName = "s", startFromHead = true }, json.decode(req.body))
+    local sqs = svc("sqs")
+    req = assert(protocol.build(sqs, "SendMessage", { QueueUrl = "q", MessageBody = "m" }))
+    assert.equal("Action=SendMessage&Version=2012-11-05&QueueUrl=q&MessageBody=m", req.body)
+    local ddb = svc("dynamodb")
+    req = assert(protocol.build(ddb, "PutItem", { TableName = "t", Item = { id = { S = "1" }, n = { N = "2" }, l = { L = {} } } }))
+    assert.same({ TableName = "t", Item = { id = { S = "1" }, n = { N = "2" }, l = { L = {} } } }, json.decode(req.body))
+    assert.truthy(req.body:find('"L":[]', 1, true))
+    req = assert(protocol.build(svc("lambda"), "Invoke", { FunctionName = "f", Payload = "{}" }))
+    assert.equal("/2015-03-31/functions/f/invocations", req.path)
+    req = assert(protocol.build(svc("sts"), "GetCallerIdentity"))
+    assert.equal("Action=GetCallerIdentity&Version=2011-06-15", req.body)
+  end)
+
+  it("passes a streaming body through unchanged", function()
+    local stream = setmetatable({}, { __name = "stream" })
+    local req = assert(protocol.build(svc("s3"), "PutObject", { Bucket = "b", Key = "k", Body = stream }))
+    assert.equal(stream, req.body)
+    local out = assert(protocol.parse(svc("s3"), "GetObject", { status = 200, headers = { ["content-length"] = "3" }, body = stream }))
+    assert.equal(stream, out.Body)
+    assert.equal(3, out.ContentLength)
+  end)
+
+  it("fails cleanly on bad parameters", function()
+    local s3 = svc("s3")
+    local function perr(op, params)
+      local req, err = protocol.build(s3, op, params)
+      assert.is_nil(req)
+      assert.is_true(errors.is(err))
+      assert.equal("ParamValidation", err.code)
+      return err.message
+    end
+    assert.matches("Missing required parameter", perr("GetObject", { Bucket = "b" }))
+    assert.matches("Missing required parameter", perr("GetObject", { Bucket = "b", Key = "" }))
+    assert.matches("Unknown parameter", perr("GetObject", { Bucket = "b", Key = "k", Nope = 1 }))
+    assert.matches("valid types: string", perr("GetObject", { Bucket = 1, Key = "k" }))
+    assert.matches("valid types: number", perr("ListObjectsV2", { Bucket = "b", MaxKeys = "10" }))
+    assert.matches("not an integer", perr("ListObjectsV2", { Bucket = "b", MaxKeys = 1.5 }))
+    assert.matches("Invalid timestamp", perr("GetObject", { Bucket = "b", Key = "k", IfModifiedSince = "yesterday" }))
+    assert.matches("table expected", perr("GetObject", "params"))
+    assert.matches("takes no parameters", perr("ListBuckets", { Bucket = "b" }))
+    assert.has_error(function() protocol.build(s3, "NoSuchOperation", {}) end)
+    assert.has_error(function() protocol.parse(s3, "GetObject", nil) end)
+  end)
+
+  it("fills idempotency tokens with UUID v4 unless given", function()
+    local sfn_like = model.new({ metadata = { protocol = "json", jsonVersion = "1.0", targetPrefix = "T", apiVersion = "x" },
+      operations = { Op = { name = "Op", http = { method = "POST", requestUri = "/" }, input = { shape = "In" } } },
+      shapes = { In = { type = "structure", members = { token = { shape = "S", idempotencyToken = true } } }, S = { type = "string" } } })
+    local req = assert(protocol.build(sfn_like, "Op", {}))
+    local tok = json.decode(req.body).token
+    assert.matches("^%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$", tok)
+    assert.not_equal(tok, json.decode(assert(protocol.build(sfn_like, "Op", {})).body).token)
+    req = assert(protocol.build(sfn_like, "Op", { token = "mine" }))
+    assert.equal("mine", json.decode(req.body).token)
+    local params = {}
+    protocol.build(sfn_like, "Op", params)
+    assert.is_nil(params.token) -- the caller's table is not changed
+  end)
+
+  it("expands host prefixes and checks host labels", function()
+    local s = model.new({ metadata = { protocol = "json", jsonVersion = "1.1", targetPrefix = "T", apiVersion = "x" },
+      operations = { Op = { name = "Op", http = { method = "POST", requestUri = "/" }, input = { shape = "In" },
+        endpoint = { hostPrefix = "{Label}.data." } } },
+      shapes = { In = { type = "structure", members = { Label = { shape = "S", hostLabel = true } } }, S = { type = "string" } } })
+    assert.equal("abc-1.data.", assert(protocol.build(s, "Op", { Label = "abc-1" })).host_prefix)
+    assert.is_nil(assert(protocol.build(s, "Op", { Label = "abc" }, { host_prefix_enabled = false })).host_prefix)
+    local req, err = protocol.build(s, "Op", { Label = "bad.label" })
+    assert.is_nil(req)
+    assert.equal("ParamValidation", err.code)
+  end)
+
+  it("adds Content-MD5 for httpChecksumRequired operations", function()
+    local core = require "aio_aws.core"
+    local saved = core.md5_base64
+    core.md5_base64 = saved or function(s) return "md5(" .. s .. ")" end
+    local ok, err = pcall(function()
+      local req = assert(protocol.build(svc("s3"), "PutBucketTagging",
+        { Bucket = "b", Tagging = { TagSet = { { Key = "k", Value = "v" } } } }))
+      assert.equal(core.md5_base64(req.body), req.headers["content-md5"])
+    end)
+    core.md5_base64 = saved
+    assert(ok, err)
+  end)
+
+  it("adds ResponseMetadata to parsed outputs", function()
+    local out = assert(protocol.parse(svc("logs"), "DescribeLogGroups",
+      { status = 200, headers = { ["x-amzn-requestid"] = "rid" }, body = '{"logGroups":[{"logGroupName":"g","creationTime":1}]}' }))
+    assert.equal("g", out.logGroups[1].logGroupName)
+    assert.equal(1, out.logGroups[1].creationTime)
+    assert.equal("integer", math.type(out.logGroups[1].creationTime))
+    assert.equal("rid", out.ResponseMetadata.RequestId)
+    assert.equal(200, out.ResponseMetadata.HTTPStatusCode)
+    out = assert(protocol.parse(svc("sts"), "GetCallerIdentity", { status = 200, headers = {},
+      body = "<GetCallerIdentityResponse><GetCallerIdentityResult><Account>123</Account></GetCallerIdentityResult>"
+        .. "<ResponseMetadata><RequestId>q</RequestId></ResponseMetadata></GetCallerIdentityResponse>" }))
+    assert.equal("123", out.Account)
+    assert.equal("q", out.ResponseMetadata.RequestId)
+  end)
+
+  it("encodes query pairs for the request line", function()
+    assert.equal("a=1&flag&b=x%20y%2F%2B", protocol.encode_query({ { "a", "1" }, { "flag" }, { "b", "x y/+" } }))
+    assert.equal("/p", protocol.url_path({ path = "/p", query = {} }))
+  end)
+end)
