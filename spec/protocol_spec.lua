@@ -259,8 +259,8 @@ end
 -- ---------------------------------------------------------------- the spec
 
 local counts = {}
-local function count(proto, direction, what)
-  local key = proto .. " " .. direction
+local function count(source, proto, direction, what)
+  local key = (source == "aws" and "AWS suite " or "own fixtures ") .. proto .. " " .. direction
   local c = counts[key]
   if not c then
     c = { passed = 0, skipped = 0, failed = 0, ignored_passed = 0 }
@@ -282,13 +282,13 @@ local function run_file(path, proto, direction, source)
           -- botocore skips it; run it anyway and skip only when it fails
           local good, ok, msg = pcall(direction == "input" and check_input or check_output, proto, suite, case)
           if good and ok then
-            count(proto, direction, "ignored_passed")
+            count(source, proto, direction, "ignored_passed")
           else
             skip = "botocore protocol-tests-ignore-list; here: " .. tostring(good and msg or ok):gsub("\n.*", "")
           end
         end
         if skip then
-          count(proto, direction, "skipped")
+          count(source, proto, direction, "skipped")
           pending(title .. ": " .. skip)
         else
           it(title, function()
@@ -298,7 +298,7 @@ local function run_file(path, proto, direction, source)
               else ok, msg = check_output(proto, suite, case) end
             end)
             if not good then ok, msg = false, tostring(e) end
-            count(proto, direction, ok and "passed" or "failed")
+            count(source, proto, direction, ok and "passed" or "failed")
             assert(ok, msg)
           end)
         end
@@ -322,8 +322,8 @@ describe("protocol conformance", function()
     local lines, tp, ts, tf = {}, 0, 0, 0
     for _, key in ipairs(counts) do
       local c = counts[key]
-      lines[#lines + 1] = string.format("  %-38s %4d passed %3d skipped %3d failed  (%d of the passed are on botocore's ignore list)",
-        key, c.passed, c.skipped, c.failed, c.ignored_passed)
+      lines[#lines + 1] = string.format("  %-50s %4d passed %3d skipped %3d failed%s", key, c.passed, c.skipped, c.failed,
+        c.ignored_passed > 0 and string.format("  (%d passed on botocore's ignore list)", c.ignored_passed) or "")
       tp, ts, tf = tp + c.passed, ts + c.skipped, tf + c.failed
     end
     io.write("\nprotocol conformance:\n", table.concat(lines, "\n"),

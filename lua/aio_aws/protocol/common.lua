@@ -200,8 +200,10 @@ for i = 1, 64 do DEC[byte(B64, i)] = i - 1 end
 local PAIR = {}
 for i = 0, 4095 do PAIR[i] = b64chars[i >> 6] .. b64chars[i & 63] end
 
---- Base64 (RFC 4648, with padding).
+--- Base64 (RFC 4648, with padding); the C core's when it is built.
 function M.b64encode(s)
+  local core = M.core()
+  if core and core.base64_encode then return core.base64_encode(s) end
   local len = #s
   local out, n = {}, 0
   local i = 1
@@ -225,9 +227,15 @@ function M.b64encode(s)
   return concat(out)
 end
 
---- Decode base64; whitespace is ignored, padding optional.
+--- Decode base64; the C core's strict decoder first, then a lenient one
+-- (whitespace ignored, padding optional) for what it refuses.
 -- @return the bytes, or nil, message
 function M.b64decode(s)
+  local core = M.core()
+  if core and core.base64_decode then
+    local v = core.base64_decode(s)
+    if v then return v end
+  end
   if s:find("[%s]") then s = gsub(s, "%s+", "") end
   s = gsub(s, "=+$", "")
   local len = #s
