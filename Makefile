@@ -33,8 +33,11 @@ all: $(CORE)
 $(CORE): $(SRCS) $(HDRS)
 	$(CC) $(CFLAGS_ALL) -shared -o $@ $(SRCS) $(LIBS)
 
+# nodejs/npm (Debian's) only when the node or npm command is missing: a
+# NodeSource nodejs ships npm and conflicts with Debian's npm package.
 deps:
 	@sh tools/deps.sh $(DEBS)
+	@sh tools/npm-deps.sh nodejs npm
 
 lint:
 	@if command -v luacheck >/dev/null; then luacheck -q lua spec bench examples; fi
