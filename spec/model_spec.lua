@@ -173,6 +173,7 @@ end)
 
 describe("model loading is lazy", function()
   it("opens no file at require time, and reads on the first load", function()
+    -- luacheck: push ignore 122
     local opened = {}
     local real_open, real_popen = io.open, io.popen
     io.open = function(path, ...) opened[#opened + 1] = path; return real_open(path, ...) end
@@ -195,6 +196,7 @@ describe("model loading is lazy", function()
       assert.is_true(#opened > 0)
     end)
     io.open, io.popen = real_open, real_popen
+    -- luacheck: pop
     for name, mod in pairs(saved) do package.loaded[name] = mod end
     assert(ok, err)
   end)

@@ -34,8 +34,6 @@ M.empty_array = setmetatable({}, M.array_mt)
 
 local ESC = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n", r = "\r", t = "\t" }
 
-local Parser = {}
-
 local function perr(s, pos, msg)
   local line, col = 1, pos
   local i = 1

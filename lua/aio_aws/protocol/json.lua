@@ -427,12 +427,31 @@ function M.make_error(svc, response, extra)
   return errors.new(code, msg, fields)
 end
 
+-- The member of an output structure that targets an event stream, if any.
+local function eventstream_member(shape)
+  local m = shape._eventstream_member
+  if m == nil then
+    m = false
+    for _, name in ipairs(shape.member_names or {}) do
+      if shape.members[name].eventstream then m = name break end
+    end
+    rawset(shape, "_eventstream_member", m)
+  end
+  return m
+end
+
 --- Parse a json-protocol response.
 function M.parse(svc, op, response)
   local status = response.status
   if status >= 300 then return nil, M.make_error(svc, response) end
   local out
   local body = response.body
+  local es = op.output and eventstream_member(op.output.target)
+  if es then
+    -- the initial response and the events travel in the stream itself
+    -- (application/vnd.amazon.eventstream): hand it over as given
+    return { [es] = body }
+  end
   if op.output then
     if type(body) == "string" and body ~= "" then
       local v, err = M.decode(body)

@@ -35,9 +35,8 @@ function M.build(svc, op, params)
       if not absent(v) then
         if t == "string" and type(v) ~= "string" then common.check_string(v, shape.name .. "." .. payload) end
         req.body = v
-        if type(v) == "string" and v == "" then
-          -- an empty payload is no payload
-        elseif not headers["content-type"] then
+        -- an empty payload gets no Content-Type
+        if not (type(v) == "string" and v == "") and not headers["content-type"] then
           headers["content-type"] = t == "blob" and "application/octet-stream" or "text/plain"
         end
       end
