@@ -251,12 +251,38 @@ local function resolve_operation(svc, name, def)
   op.errors = errs
   op.host_prefix = def.endpoint and def.endpoint.hostPrefix or nil
   op.service = svc
+  -- flags the client stages ask for (botocore OperationModel properties)
+  local function payload_ref(ref)
+    local shape = ref and ref.target
+    local p = shape and shape.payload
+    return p and shape.members[p] or nil
+  end
+  local function eventstream_member(ref)
+    local shape = ref and ref.target
+    for _, m in ipairs(shape and shape.member_names or {}) do
+      if shape.members[m].eventstream then return m end
+    end
+    return nil
+  end
+  local inp, outp = payload_ref(op.input), payload_ref(op.output)
+  op.has_streaming_input = inp ~= nil and inp.streaming == true
+  op.has_streaming_output = outp ~= nil and outp.streaming == true
+  op.event_stream_input = eventstream_member(op.input)
+  op.event_stream_output = eventstream_member(op.output)
+  local hc = def.httpChecksum
+  op.checksum_required = def.httpChecksumRequired == true
+    or (type(hc) == "table" and hc.requestChecksumRequired == true)
+  op.request_compression = def.requestcompression and def.requestcompression.encodings or nil
   return op
 end
 
 --- Operation information: `name`, `method_name`, `http` (`method`,
 -- `requestUri`, `responseCode`), `input`, `output` (references or nil),
--- `errors` (references), `host_prefix` (endpoint.hostPrefix), and every other
+-- `errors` (references), `host_prefix` (endpoint.hostPrefix),
+-- `has_streaming_input`, `has_streaming_output` (a streaming blob payload),
+-- `event_stream_input`, `event_stream_output` (the member name, or nil),
+-- `checksum_required` (httpChecksumRequired, or httpChecksum's
+-- requestChecksumRequired), `request_compression` (encodings), and every other
 -- trait as in the model (`httpChecksumRequired`, `httpChecksum`,
 -- `requestcompression`, `idempotent`, `authtype`, `auth`, `endpoint`,
 -- `deprecated`, `staticContextParams`, ...). Accepts the model name

@@ -114,18 +114,12 @@ local function fill_tokens(op, params, opts)
   return copy or params
 end
 
-local function checksum_required(op)
-  if op.httpChecksumRequired then return true end
-  local hc = op.httpChecksum
-  return type(hc) == "table" and hc.requestChecksumRequired == true
-end
-
 local function do_build(impl, svc, op, params, opts)
   local req = impl.build(svc, op, params)
   if op.host_prefix and opts.host_prefix_enabled ~= false then
     req.host_prefix = require("aio_aws.protocol.rest").host_prefix(op, params)
   end
-  if checksum_required(op) and not req.headers["content-md5"] then
+  if op.checksum_required and not req.headers["content-md5"] then
     -- https://smithy.io/2.0/aws/aws-core.html#httpchecksumrequired-trait
     local body = req.body
     if body == nil or type(body) == "string" then
