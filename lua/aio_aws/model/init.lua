@@ -222,12 +222,16 @@ function Service:shape(name)
   return nil, errors.new("ModelError", s)
 end
 
---- Names of all shapes (unordered).
-function Service:shape_names()
+local function sorted_keys(t)
   local out = {}
-  for k in pairs(self._raw.shapes) do out[#out + 1] = k end
+  for k in pairs(t) do out[#out + 1] = k end
   table.sort(out)
   return out
+end
+
+--- Sorted names of all shapes.
+function Service:shape_names()
+  return sorted_keys(self._raw.shapes)
 end
 
 -- --------------------------------------------------------------- operations
@@ -314,10 +318,7 @@ end
 
 --- Sorted list of operation names as in the model ("PutObject", ...).
 function Service:operation_names()
-  local out = {}
-  for k in pairs(self._raw.operations) do out[#out + 1] = k end
-  table.sort(out)
-  return out
+  return sorted_keys(self._raw.operations)
 end
 
 local function method_map(svc)
@@ -337,10 +338,7 @@ end
 
 --- Sorted list of method names ("put_object", ...).
 function Service:method_names()
-  local out = {}
-  for k in pairs(method_map(self)) do out[#out + 1] = k end
-  table.sort(out)
-  return out
+  return sorted_keys(method_map(self))
 end
 
 --- The error shape for an error code (by shape name, or by the code its
@@ -385,10 +383,7 @@ end
 
 --- Sorted waiter names.
 function Service:waiter_names()
-  local out = {}
-  for k in pairs(self.waiters and self.waiters.waiters or {}) do out[#out + 1] = k end
-  table.sort(out)
-  return out
+  return sorted_keys(self.waiters and self.waiters.waiters or {})
 end
 
 --- Build a service object from an in-memory description (botocore layout,
@@ -528,6 +523,18 @@ local function raw_versions(dir, service)
   return out
 end
 
+-- Adds {version, "raw", dir} for each version of `service` under `dir`
+-- (only `api_version` when one is asked for).
+local function add_raw(cands, dir, service, api_version)
+  if api_version then
+    if file_exists(dir .. "/" .. service .. "/" .. api_version .. "/service-2.json") then
+      cands[#cands + 1] = { api_version, "raw", dir }
+    end
+  else
+    for _, v in ipairs(raw_versions(dir, service)) do cands[#cands + 1] = { v, "raw", dir } end
+  end
+end
+
 local function decode_raw(path)
   local text = read_file(path)
   if not text then return nil, "cannot read " .. path end
@@ -605,15 +612,7 @@ function M.load(service, api_version)
 
   -- candidates: {version, kind, where}
   local cands = {}
-  for _, dir in ipairs(custom_dirs()) do
-    if api_version then
-      if file_exists(dir .. "/" .. service .. "/" .. api_version .. "/service-2.json") then
-        cands[#cands + 1] = { api_version, "raw", dir }
-      end
-    else
-      for _, v in ipairs(raw_versions(dir, service)) do cands[#cands + 1] = { v, "raw", dir } end
-    end
-  end
+  for _, dir in ipairs(custom_dirs()) do add_raw(cands, dir, service, api_version) end
   local idx = load_index()
   local entry = idx and idx.services and idx.services[service]
   if entry then
@@ -623,13 +622,7 @@ function M.load(service, api_version)
   end
   if #cands == 0 then
     for _, dir in ipairs(system_dirs()) do
-      if api_version then
-        if file_exists(dir .. "/" .. service .. "/" .. api_version .. "/service-2.json") then
-          cands[#cands + 1] = { api_version, "raw", dir }
-        end
-      else
-        for _, v in ipairs(raw_versions(dir, service)) do cands[#cands + 1] = { v, "raw", dir } end
-      end
+      add_raw(cands, dir, service, api_version)
       if #cands > 0 then break end
     end
   end

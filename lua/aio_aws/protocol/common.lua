@@ -168,6 +168,30 @@ function M.table_maker(shape)
   return mk
 end
 
+--- Text of a scalar parameter for a query string, URI label, header or
+-- XML element: strings as given, booleans "true"/"false", timestamps in
+-- the member's timestampFormat (else `default_ts`), blobs base64, numbers
+-- per their type. Aggregates cannot be bound as text.
+function M.scalar_text(ref, v, where, default_ts)
+  local t = ref.type
+  if t == "string" then
+    return M.check_string(v, where)
+  elseif t == "boolean" then
+    return M.check_boolean(v, where) and "true" or "false"
+  elseif t == "timestamp" then
+    local timestamp = require "aio_aws.protocol.timestamp"
+    local secs, err = timestamp.parse(v)
+    if not secs then M.fail("Invalid timestamp for parameter %s: %s", where, err) end
+    return tostring(timestamp.format(secs, ref.timestampFormat or default_ts))
+  elseif t == "blob" then
+    if type(v) ~= "string" then M.fail("Invalid type for parameter %s: blob (string) expected, got %s", where, type(v)) end
+    return M.b64encode(v)
+  elseif t == "structure" or t == "list" or t == "map" then
+    M.fail("Invalid type for parameter %s: a %s cannot be bound here", where, t)
+  end
+  return M.number_text(ref, v, where)
+end
+
 -- ------------------------------------------------------------ percent-encoding
 
 -- RFC 3986 unreserved characters pass; every other byte is %XX (upper hex),
@@ -283,6 +307,27 @@ function M.md5_base64(body)
     error("aio_aws.core.md5_base64 is not available: the C core was built without its crypto part", 0)
   end
   return f(body)
+end
+
+-- ------------------------------------------------------------------ errors
+
+--- Adds the modeled members of the error shape for `code` to `fields`
+-- (`read(shape)` reads them from the body; a malformed body leaves them
+-- out rather than failing), with `error_shape` and, for shapes with the
+-- retryable trait, `retryable = true`.
+-- @return the members read, or nil
+function M.modeled_error(svc, code, fields, read)
+  local shape = svc:error_shape(code)
+  if not shape then return nil end
+  local ok, data = pcall(read, shape)
+  if not ok and type(data) ~= "table" then error(data, 0) end -- a bug, not bad input
+  if not ok or type(data) ~= "table" then data = nil end
+  for k, v in pairs(data or {}) do
+    if fields[k] == nil then fields[k] = v end
+  end
+  fields.error_shape = shape.name
+  if shape.retryable then fields.retryable = true end
+  return data
 end
 
 -- ------------------------------------------------------------------ status

@@ -412,17 +412,12 @@ function M.make_error(svc, response, extra)
   end
   local code, msg = M.error_code(response, body, svc)
   local fields = { status = response.status, request_id = request_id(headers) }
-  local shape = svc:error_shape(code)
-  if shape then
-    local data = type(body) == "table" and M.guard(read, shape, body) or nil
-    if extra then extra(shape, fields) end
-    for k, v in pairs(data or {}) do
-      if fields[k] == nil then fields[k] = v end
-    end
-    fields.error_shape = shape.name
-    if shape.retryable then fields.retryable = true end
-    if msg == nil and data then msg = data.message or data.Message end
-  end
+  local data = common.modeled_error(svc, code, fields, function(shape)
+    local out = type(body) == "table" and read(shape, body) or {}
+    if extra then extra(shape, out) end
+    return out
+  end)
+  if msg == nil and data then msg = data.message or data.Message end
   if msg == nil then msg = common.reason(response.status) end
   return errors.new(code, msg, fields)
 end

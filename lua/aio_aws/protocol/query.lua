@@ -133,56 +133,24 @@ end
 
 local text_of, child = xml.text_of, xml.child
 
-local function parse_error(svc, response, ec2)
+local function parse_error(svc, response)
   local body = response.body
-  local code, msg, etype, rid, err_node
-  if type(body) == "string" and body ~= "" then
-    local node, root = xml.decode(body)
-    if node ~= nil and type(node) == "table" then
-      if root == "ErrorResponse" then
-        err_node = child(node, "Error")
-        local r = child(node, "RequestId")
-        rid = r and text_of(r)
-      elseif root == "Response" then
-        local errs = child(node, "Errors")
-        err_node = errs and child(errs, "Error")
-        local r = child(node, "RequestID") or child(node, "RequestId")
-        rid = r and text_of(r)
-      else
-        err_node = child(node, "Error") or node
-      end
-      if type(err_node) == "table" then
-        local c, m, t = child(err_node, "Code"), child(err_node, "Message"), child(err_node, "Type")
-        code, msg, etype = c and text_of(c), m and text_of(m), t and text_of(t)
-      end
-    end
-  end
-  local headers = response.headers or {}
-  rid = rid or headers["x-amzn-requestid"]
+  local info = type(body) == "string" and body ~= "" and xml.error_info(body) or {}
+  local code, msg, err_node = info.code, info.message, info.node
+  local rid = info.request_id or (response.headers or {})["x-amzn-requestid"]
   if not code or code == "" then
     code = tostring(response.status)
     msg = msg or common.reason(response.status)
   end
-  local fields = { status = response.status, request_id = rid, type = etype }
-  local shape = svc:error_shape(code)
-  if shape then
-    local ok, data = pcall(xml.read, shape, err_node or "")
-    if ok then
-      for k, v in pairs(data) do
-        if fields[k] == nil then fields[k] = v end
-      end
-    end
-    fields.error_shape = shape.name
-    if shape.retryable then fields.retryable = true end
-  end
-  local _ = ec2
-  return errors.new(code, msg or "", fields)
+  local fields = { status = response.status, request_id = rid, type = info.type }
+  common.modeled_error(svc, code, fields, function(shape) return xml.read(shape, err_node or "") end)
+  return errors.new(code, msg or common.reason(response.status), fields)
 end
 
 function M.parse(svc, op, response, variant)
   local ec2 = variant == "ec2"
   local status = response.status
-  if status >= 300 then return nil, parse_error(svc, response, ec2) end
+  if status >= 300 then return nil, parse_error(svc, response) end
   local body = response.body
   local out = {}
   if type(body) ~= "string" or body == "" then return out end

@@ -16,7 +16,6 @@
 --    double quote are quoted (RFC 9110 §5.6.4); `jsonvalue` strings are
 --    base64 of their JSON text; blobs are base64.
 local common = require "aio_aws.protocol.common"
-local timestamp = require "aio_aws.protocol.timestamp"
 
 local M = {}
 
@@ -59,25 +58,8 @@ local function template(op)
 end
 M.template = template
 
--- Text of a scalar for a URI label or the query string.
-local function text(ref, v, where, default_ts)
-  local t = ref.type
-  if t == "string" then
-    return common.check_string(v, where)
-  elseif t == "boolean" then
-    return common.check_boolean(v, where) and "true" or "false"
-  elseif t == "timestamp" then
-    local secs, err = timestamp.parse(v)
-    if not secs then fail("Invalid timestamp for parameter %s: %s", where, err) end
-    return tostring(timestamp.format(secs, ref.timestampFormat or default_ts))
-  elseif t == "blob" then
-    if type(v) ~= "string" then fail("Invalid type for parameter %s: blob (string) expected", where) end
-    return common.b64encode(v)
-  elseif t == "structure" or t == "list" or t == "map" then
-    fail("Invalid type for parameter %s: %s cannot be bound here", where, t)
-  end
-  return common.number_text(ref, v, where)
-end
+-- Text of a scalar for a URI label, the query string or a header.
+local text = common.scalar_text
 M.text = text
 
 local function quote_header_item(s)
@@ -324,32 +306,44 @@ function M.read_located(shape, response, out)
   return out
 end
 
---- Does the structure have a member that goes in the body?
-function M.has_body_members(shape)
-  local v = shape._has_body_members
+-- Locations outside the body, on the way out and on the way back ("uri"
+-- and "querystring" mean nothing in a response, so such output members are
+-- read from the body: Smithy IgnoreQueryParamsInResponse).
+local LOCATED_IN = { uri = true, querystring = true, header = true, headers = true }
+local LOCATED_OUT = { header = true, headers = true, statusCode = true }
+
+local function any_body_member(shape, located, cache_key)
+  local v = shape[cache_key]
   if v == nil then
     v = false
     for _, m in ipairs(shape.member_names) do
-      if not shape.members[m].location then v = true break end
+      if not located[shape.members[m].location or false] then v = true break end
     end
-    rawset(shape, "_has_body_members", v)
+    rawset(shape, cache_key, v)
   end
   return v
 end
 
---- Does an output structure have a member read from the body ("uri" and
--- "querystring" bindings mean nothing in a response)?
+--- Does an input structure have a member that goes in the body?
+function M.has_body_members(shape)
+  return any_body_member(shape, LOCATED_IN, "_has_body_members")
+end
+
+--- Does an output structure have a member read from the body?
 function M.has_body_members_out(shape)
-  local v = shape._has_body_members_out
-  if v == nil then
-    v = false
-    for _, m in ipairs(shape.member_names) do
-      local loc = shape.members[m].location
-      if loc ~= "header" and loc ~= "headers" and loc ~= "statusCode" then v = true break end
-    end
-    rawset(shape, "_has_body_members_out", v)
+  return any_body_member(shape, LOCATED_OUT, "_has_body_members_out")
+end
+
+--- Sets a blob or string payload member as the raw body (streams pass
+-- through unchanged), with a default Content-Type unless a member set one
+-- or the payload is empty (Smithy restJson1/restXml httpPayload).
+function M.raw_payload(req, pref, v, where)
+  if common.absent(v) then return end
+  if pref.type == "string" then common.check_string(v, where) end
+  req.body = v
+  if not (type(v) == "string" and v == "") and not req.headers["content-type"] then
+    req.headers["content-type"] = pref.type == "blob" and "application/octet-stream" or "text/plain"
   end
-  return v
 end
 
 --- request id / host id from the headers of a REST response

@@ -32,14 +32,7 @@ function M.build(svc, op, params)
     local v = params[payload]
     local t = pref.type
     if t == "blob" or t == "string" then
-      if not absent(v) then
-        if t == "string" and type(v) ~= "string" then common.check_string(v, shape.name .. "." .. payload) end
-        req.body = v
-        -- an empty payload gets no Content-Type
-        if not (type(v) == "string" and v == "") and not headers["content-type"] then
-          headers["content-type"] = t == "blob" and "application/octet-stream" or "text/plain"
-        end
-      end
+      rest.raw_payload(req, pref, v, shape.name .. "." .. payload)
     else
       if absent(v) then
         -- an unset structure payload is sent as "{}", an unset union as
@@ -63,12 +56,10 @@ function M.build(svc, op, params)
   return req
 end
 
+-- header-bound members of a modeled error
 local function error_extra(response)
-  return function(shape, fields)
-    local ok, located = pcall(rest.read_located, shape, response, {})
-    if ok then
-      for k, v in pairs(located) do fields[k] = v end
-    end
+  return function(shape, out)
+    rest.read_located(shape, response, out)
   end
 end
 

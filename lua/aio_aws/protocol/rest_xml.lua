@@ -33,13 +33,7 @@ function M.build(svc, op, params)
     local v = params[payload]
     local t = pref.type
     if t == "blob" or t == "string" then
-      if not absent(v) then
-        if t == "string" and type(v) ~= "string" then common.check_string(v, shape.name .. "." .. payload) end
-        req.body = v
-        if not (type(v) == "string" and v == "") and not headers["content-type"] then
-          headers["content-type"] = t == "blob" and "application/octet-stream" or "text/plain"
-        end
-      end
+      rest.raw_payload(req, pref, v, shape.name .. "." .. payload)
     elseif not absent(v) then
       local name = pref.locationName or pref.target.locationName or pref.target.name
       req.body = xml.encode(pref, v, name, shape.name .. "." .. payload)
@@ -53,55 +47,24 @@ function M.build(svc, op, params)
   return req
 end
 
-local text_of, child = xml.text_of, xml.child
-
 local function parse_error(svc, response)
   local headers = response.headers or {}
   local rid, hid = rest.ids(headers)
   local body = response.body
-  local code, msg, etype, err_node
-  if type(body) == "string" and body ~= "" then
-    local node, root = xml.decode(body)
-    if node ~= nil then
-      if root == "ErrorResponse" then
-        err_node = child(node, "Error")
-        local r = child(node, "RequestId")
-        if r then rid = rid or text_of(r) end
-      else
-        err_node = node -- S3: <Error> is the root
-      end
-      if type(err_node) == "table" then
-        local c, m, t = child(err_node, "Code"), child(err_node, "Message"), child(err_node, "Type")
-        code = c and text_of(c) or nil
-        msg = m and text_of(m) or nil
-        etype = t and text_of(t) or nil
-        local r, h = child(err_node, "RequestId"), child(err_node, "HostId")
-        if r and not rid then rid = text_of(r) end
-        if h and not hid then hid = text_of(h) end
-      end
-    end
-  end
+  local info = type(body) == "string" and body ~= "" and xml.error_info(body) or {}
+  local code, msg, err_node = info.code, info.message, info.node
+  rid, hid = rid or info.request_id, hid or info.host_id
   if not code or code == "" then
     code = tostring(response.status)
     msg = msg or common.reason(response.status)
   end
-  local fields = { status = response.status, request_id = rid, host_id = hid, type = etype }
-  local shape = svc:error_shape(code)
-  if shape then
-    local ok, data = pcall(function()
-      local out = err_node and xml.read(shape, err_node) or {}
-      rest.read_located(shape, response, out)
-      return out
-    end)
-    if ok then
-      for k, v in pairs(data) do
-        if fields[k] == nil then fields[k] = v end
-      end
-    end
-    fields.error_shape = shape.name
-    if shape.retryable then fields.retryable = true end
-  end
-  return errors.new(code, msg or "", fields)
+  local fields = { status = response.status, request_id = rid, host_id = hid, type = info.type }
+  common.modeled_error(svc, code, fields, function(shape)
+    local out = err_node and xml.read(shape, err_node) or {}
+    rest.read_located(shape, response, out)
+    return out
+  end)
+  return errors.new(code, msg or common.reason(response.status), fields)
 end
 M.parse_error = parse_error
 

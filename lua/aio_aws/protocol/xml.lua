@@ -21,7 +21,7 @@ local timestamp = require "aio_aws.protocol.timestamp"
 
 local M = {}
 
-local absent, fail, number_text = common.absent, common.fail, common.number_text
+local absent = common.absent
 local format, gsub = string.format, string.gsub
 local tointeger = math.tointeger
 
@@ -46,23 +46,7 @@ local function ns_attr(ns)
   return " " .. name .. '="' .. escape(ns.uri) .. '"'
 end
 
-local function scalar_text(ref, v, where, default_ts)
-  local t = ref.type
-  if t == "string" then
-    return common.check_string(v, where)
-  elseif t == "boolean" then
-    return common.check_boolean(v, where) and "true" or "false"
-  elseif t == "timestamp" then
-    local secs, err = timestamp.parse(v)
-    if not secs then fail("Invalid timestamp for parameter %s: %s", where, err) end
-    return tostring(timestamp.format(secs, ref.timestampFormat or default_ts))
-  elseif t == "blob" then
-    if type(v) ~= "string" then fail("Invalid type for parameter %s: blob (string) expected, got %s", where, type(v)) end
-    return common.b64encode(v)
-  else
-    return number_text(ref, v, where)
-  end
-end
+local scalar_text = common.scalar_text
 M.scalar_text = scalar_text
 
 local write -- forward
@@ -331,6 +315,16 @@ local function member_value(kind, ref, v)
   return read(ref, v)
 end
 
+-- Members bound to attributes of the element (xmlAttribute).
+local function read_attrs(shape, idx, attr, out)
+  if not (idx.attrs and attr) then return end
+  for _, m in ipairs(idx.attrs) do
+    local mref = shape.members[m]
+    local v = attr[mref.locationName or m]
+    if v ~= nil then out[m] = read_scalar(mref, v) end
+  end
+end
+
 -- A record converted in place: members are looked up by element name; the
 -- `_n` count from the decoder says whether unknown elements are left, which
 -- then get dropped in a second pass.
@@ -392,13 +386,7 @@ local function struct_record(shape, idx, node)
   if moved then
     for i = 1, #moved, 2 do node[moved[i]] = moved[i + 1] end
   end
-  if idx.attrs and attr then
-    for _, m in ipairs(idx.attrs) do
-      local mref = shape.members[m]
-      local v = attr[mref.locationName or m]
-      if v ~= nil then node[m] = read_scalar(mref, v) end
-    end
-  end
+  read_attrs(shape, idx, attr, node)
   if shape.union and unknown and next(node) == nil then
     -- a member this model does not know (https://smithy.io/2.0/spec/aggregate-types.html#union)
     return { SDK_UNKNOWN_MEMBER = { name = unknown } }
@@ -439,14 +427,7 @@ local function struct_sequence(shape, idx, node)
       end
     end
   end
-  local attr = node._attr
-  if idx.attrs and attr then
-    for _, m in ipairs(idx.attrs) do
-      local mref = shape.members[m]
-      local v = attr[mref.locationName or m]
-      if v ~= nil then out[m] = read_scalar(mref, v) end
-    end
-  end
+  read_attrs(shape, idx, node._attr, out)
   if shape.union and next(out) == nil and #node > 0 then
     return { SDK_UNKNOWN_MEMBER = { name = node[1] } }
   end
@@ -547,6 +528,41 @@ function M.child(node, name)
     if node[i] == name then return node[i + 1] end
   end
   return nil
+end
+
+--- Code, message, type, request id, host id and the error element of an
+-- XML error body, whichever layout it has:
+--   <ErrorResponse><Error><Type/><Code/><Message/></Error><RequestId/></ErrorResponse>  (query, rest-xml)
+--   <Response><Errors><Error><Code/><Message/></Error></Errors><RequestID/></Response>  (ec2)
+--   <Error><Code/><Message/><RequestId/><HostId/></Error>                               (S3)
+-- Returns nil when the body is not XML.
+function M.error_info(body)
+  local node, root = M.decode(body)
+  if node == nil then return nil end
+  local info = {}
+  local err_node, rid
+  if root == "ErrorResponse" then
+    err_node = M.child(node, "Error")
+    rid = M.child(node, "RequestId")
+  elseif root == "Response" then
+    local errs = M.child(node, "Errors")
+    err_node = errs and M.child(errs, "Error")
+    rid = M.child(node, "RequestID") or M.child(node, "RequestId")
+  else
+    err_node = node
+  end
+  if type(err_node) == "table" then
+    local c, m, t = M.child(err_node, "Code"), M.child(err_node, "Message"), M.child(err_node, "Type")
+    info.code = c and text_of(c)
+    info.message = m and text_of(m)
+    info.type = t and text_of(t)
+    rid = rid or M.child(err_node, "RequestId")
+    local h = M.child(err_node, "HostId")
+    info.host_id = h and text_of(h)
+  end
+  info.request_id = rid and text_of(rid)
+  info.node = err_node
+  return info
 end
 
 --- Decode XML text with the C core.
