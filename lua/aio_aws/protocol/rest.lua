@@ -352,4 +352,76 @@ function M.ids(headers)
   return rid, headers["x-amz-id-2"]
 end
 
+-- ------------------------------------------------------------ both REST protocols
+--
+-- rest-json and rest-xml differ only in how a body is written and read;
+-- each hands a codec to these:
+--   codec.payload(req, pref, v, where)     a structure/union/document payload member
+--   codec.body(req, input, params)          the members without a location (some set)
+--   codec.decode(text) -> value | nil, err  a response body
+--   codec.read(ref, value)                  shape-directed reading (raises PARSE)
+--   codec.error(svc, response)              the error object of an error response
+
+--- Build a REST request: HTTP bindings, then the payload or body.
+function M.build(svc, op, params, codec)
+  local req, has_body = M.bind(svc, op, params)
+  local input = op.input
+  if not input then return req end
+  local shape = input.target
+  local payload = shape.payload
+  if payload then
+    local pref = shape.members[payload]
+    local where = shape.name .. "." .. payload
+    if pref.type == "blob" or pref.type == "string" then
+      M.raw_payload(req, pref, params[payload], where)
+    else
+      codec.payload(req, pref, params[payload], where)
+    end
+  elseif has_body or codec.empty_body then
+    codec.body(req, input, params, has_body)
+  end
+  return req
+end
+
+local function decoded(codec, body)
+  local v, err = codec.decode(body)
+  if v == nil then error({ message = tostring(err) }, 0) end
+  return v
+end
+
+--- Parse a REST response: status code and header members, then the
+-- payload member (a stream or raw bytes pass through) or the body members.
+function M.parse(svc, op, response, codec)
+  local status = response.status
+  if status >= 300 then return nil, codec.error(svc, response) end
+  local out = {}
+  local output = op.output
+  if not output then return out end
+  local shape = output.target
+  local body = response.body
+  local ok, res = pcall(function()
+    M.read_located(shape, response, out)
+    local name = shape.payload
+    local pref = name and shape.members[name]
+    if pref then
+      if pref.eventstream or pref.streaming then
+        out[name] = body
+      elseif pref.type == "blob" or pref.type == "string" then
+        if body ~= nil and body ~= "" then out[name] = body end
+      elseif type(body) == "string" and body ~= "" then
+        out[name] = codec.read(pref, decoded(codec, body))
+      end
+    elseif M.has_body_members_out(shape) and type(body) == "string" and body ~= "" then
+      for k, x in pairs(codec.read(output, decoded(codec, body))) do out[k] = x end
+    end
+  end)
+  if not ok then
+    if type(res) ~= "table" then error(res, 0) end -- a bug, not bad input
+    local rid, hid = M.ids(response.headers or {})
+    return nil, require("aio_aws.errors").new("ResponseParserError",
+      "Unable to parse response: " .. tostring(res.message), { status = status, request_id = rid, host_id = hid })
+  end
+  return out
+end
+
 return M

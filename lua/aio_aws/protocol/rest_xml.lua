@@ -19,33 +19,22 @@ local errors = require "aio_aws.errors"
 
 local M = {}
 
-local absent = common.absent
+local codec = {}
 
-function M.build(svc, op, params)
-  local req, has_body = rest.bind(svc, op, params)
-  local input = op.input
-  if not input then return req end
-  local shape = input.target
-  local payload = shape.payload
-  local headers = req.headers
-  if payload then
-    local pref = shape.members[payload]
-    local v = params[payload]
-    local t = pref.type
-    if t == "blob" or t == "string" then
-      rest.raw_payload(req, pref, v, shape.name .. "." .. payload)
-    elseif not absent(v) then
-      local name = pref.locationName or pref.target.locationName or pref.target.name
-      req.body = xml.encode(pref, v, name, shape.name .. "." .. payload)
-      if not headers["content-type"] then headers["content-type"] = "application/xml" end
-    end
-  elseif has_body then
-    local name = input.locationName or shape.name
-    req.body = xml.encode(input, params, name, shape.name)
-    if not headers["content-type"] then headers["content-type"] = "application/xml" end
-  end
-  return req
+function codec.payload(req, pref, v, where)
+  if common.absent(v) then return end
+  local name = pref.locationName or pref.target.locationName or pref.target.name
+  req.body = xml.encode(pref, v, name, where)
+  if not req.headers["content-type"] then req.headers["content-type"] = "application/xml" end
 end
+
+function codec.body(req, input, params)
+  req.body = xml.encode(input, params, input.locationName or input.target.name, input.target.name)
+  if not req.headers["content-type"] then req.headers["content-type"] = "application/xml" end
+end
+
+codec.decode = xml.decode
+codec.read = xml.read
 
 local function parse_error(svc, response)
   local headers = response.headers or {}
@@ -66,45 +55,14 @@ local function parse_error(svc, response)
   end)
   return errors.new(code, msg or common.reason(response.status), fields)
 end
-M.parse_error = parse_error
+codec.error = parse_error
+
+function M.build(svc, op, params)
+  return rest.build(svc, op, params, codec)
+end
 
 function M.parse(svc, op, response)
-  local status = response.status
-  if status >= 300 then return nil, parse_error(svc, response) end
-  local out = {}
-  local output = op.output
-  if not output then return out end
-  local shape = output.target
-  local headers = response.headers or {}
-  local body = response.body
-  local ok, res = pcall(function()
-    rest.read_located(shape, response, out)
-    local pref = shape.payload and shape.members[shape.payload]
-    if pref then
-      local name = shape.payload
-      if pref.eventstream or pref.streaming then
-        out[name] = body
-      elseif pref.type == "blob" or pref.type == "string" then
-        if body ~= nil and body ~= "" then out[name] = body end
-      elseif type(body) == "string" and body ~= "" then
-        local node, err = xml.decode(body)
-        if node == nil then error({ message = err }, 0) end
-        out[name] = xml.read(pref, node)
-      end
-    elseif rest.has_body_members_out(shape) and type(body) == "string" and body ~= "" then
-      local node, err = xml.decode(body)
-      if node == nil then error({ message = err }, 0) end
-      local parsed = xml.read(output, node)
-      for k, v in pairs(parsed) do out[k] = v end
-    end
-  end)
-  if not ok then
-    if type(res) ~= "table" then error(res, 0) end
-    local rid, hid = rest.ids(headers)
-    return nil, errors.new("ResponseParserError", "Unable to parse response: " .. tostring(res.message),
-      { status = status, request_id = rid, host_id = hid })
-  end
-  return out
+  return rest.parse(svc, op, response, codec)
 end
 
 return M
