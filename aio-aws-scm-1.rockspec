@@ -42,6 +42,7 @@ build = {
       libraries = { "curl", "ev", "crypto", "expat" },
     },
     ["aio_aws.async"] = "lua/aio_aws/async.lua",
+    ["aio_aws.endpoints"] = "lua/aio_aws/endpoints/init.lua",
     ["aio_aws.errors"] = "lua/aio_aws/errors.lua",
     ["aio_aws.http"] = "lua/aio_aws/http.lua",
     ["aio_aws"] = "lua/aio_aws/init.lua",
@@ -62,6 +63,8 @@ build = {
   },
   install = {
     lua = {
+      ["aio_aws.endpoints.README"] = "lua/aio_aws/endpoints/README.md",
+      ["aio_aws.endpoints.endpoints"] = "lua/aio_aws/endpoints/endpoints.json",
       ["aio_aws.models.README"] = "lua/aio_aws/models/README.md",
       ["aio_aws.models.batch_2016_08_10"] = "lua/aio_aws/models/batch-2016-08-10.json",
       ["aio_aws.models.cloudwatch_2010_08_01"] = "lua/aio_aws/models/cloudwatch-2010-08-01.json",
