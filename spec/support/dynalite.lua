@@ -25,7 +25,7 @@
 -- --ignore-scripts).
 --
 -- Things a client spec must know (checked by spec/npm_servers_spec.lua with
--- boto3, dynalite 4.0.0 on Node 20):
+-- Debian's boto3 1.26, dynalite 4.0.0 on Node 20 and Debian's Node 18):
 -- * Any credentials and region work: signatures are not checked (a missing
 --   or malformed Authorization header is refused, like DynamoDB does).
 -- * JSON protocol 1.0 (`X-Amz-Target: DynamoDB_20120810.<Op>`,
@@ -37,8 +37,14 @@
 --   TransactGetItems, ExecuteStatement/PartiQL, UpdateTimeToLive,
 --   DescribeEndpoints, backups, streams...) answers 400
 --   UnknownOperationException.
--- * Tables are CREATING for create_table_ms after CreateTable, so a client
---   must wait (DescribeTable / the table_exists waiter) before writing.
+-- * Works: CreateTable (CREATING, then ACTIVE: wait with DescribeTable /
+--   the table_exists waiter), ListTables, DescribeTable, DeleteTable,
+--   Put/Get/UpdateItem with every attribute type and expressions,
+--   ConditionalCheckFailedException, BatchWriteItem of 25 (26: 400
+--   ValidationException), Query with Limit / ScanIndexForward /
+--   LastEvaluatedKey, Scan with Select COUNT, ResourceNotFoundException.
+-- * DescribeTable's ItemCount stays 0 (DynamoDB itself refreshes it only
+--   about every six hours); table ARNs use account 000000000000.
 local cjson = require "cjson"
 local node_server = require "support.node_server"
 

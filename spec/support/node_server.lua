@@ -22,22 +22,43 @@ local proc = require "support.proc"
 
 local M = {}
 
---- The repository root (this file is spec/support/node_server.lua).
-M.root = (debug.getinfo(1, "S").source:match("^@(.*)/spec/support/[^/]*$")) or "."
-if M.root:sub(1, 1) ~= "/" then M.root = (proc.sh("pwd")) .. "/" .. M.root end
-M.node_modules = M.root .. "/node_modules"
+-- This file is ROOT/spec/support/node_server.lua; busted loads it by a
+-- relative path, and node runs in the server's temp dir, so make it absolute
+-- (on first use: no I/O at require time).
+local SOURCE = debug.getinfo(1, "S").source
+--- node_modules/ at the repository root (absolute); a spec may point it elsewhere.
+M.node_modules = nil
+local function node_modules()
+  if not M.node_modules then
+    local root = SOURCE:match("^@(.*)/spec/support/[^/]*$") or "."
+    if root:sub(1, 1) ~= "/" then root = proc.sh("pwd") .. "/" .. root end
+    M.node_modules = root .. "/node_modules"
+  end
+  return M.node_modules
+end
 
+local node_checked
 local function node_bin()
   local node = os.getenv("AIO_AWS_NODE")
-  if node and node ~= "" then return node end
-  return "node"
+  if not node or node == "" then node = "node" end
+  if node_checked ~= node then
+    local _, found = proc.sh("command -v " .. proc.quote(node) .. " >/dev/null 2>&1")
+    if not found then
+      error(("%s not found: the npm test servers need Node.js (`make deps` installs it)"):format(node), 0)
+    end
+    node_checked = node
+  end
+  return node
 end
 
 --- Absolute path of a file inside an installed package; raises when the
 -- package is missing.
 function M.package_file(package, file)
-  local path = M.node_modules .. "/" .. package .. "/" .. file
-  if not io.open(path, "rb") then
+  local path = node_modules() .. "/" .. package .. "/" .. file
+  local f = io.open(path, "rb")
+  if f then
+    f:close()
+  else
     error(("%s is not installed (%s is missing): run `make deps` (tools/npm-deps.sh)")
       :format(package, path), 3)
   end

@@ -19,26 +19,33 @@
 -- the temp dir (s3rver has no in-memory store); stop() removes it.
 --
 -- Things a client spec must know (checked by spec/npm_servers_spec.lua with
--- boto3, s3rver 3.7.1 on Node 20):
--- * Credentials: the access key id MUST be "S3RVER" (any other gives 403
---   InvalidAccessKeyId). SigV4 signatures are NOT verified (SigV2 ones are),
---   so a wrong SigV4 signature or secret passes: signing bugs go unnoticed.
+-- Debian's boto3 1.26, s3rver 3.7.1 on Node 20 and Debian's Node 18):
+-- * Credentials: the access key id MUST be "S3RVER" (any other: 403
+--   InvalidAccessKeyId). SigV4 signatures are NOT verified (SigV2 ones
+--   are), so a wrong SigV4 signature or secret passes: signing bugs go
+--   unnoticed here.
 -- * Addressing: path-style on the 127.0.0.1 endpoint. Virtual-host style
---   works for hosts `<bucket>.s3.localhost[:PORT]` (service endpoint set to
---   "localhost"); libcurl resolves *.localhost to loopback itself, other
---   resolvers may not (send to 127.0.0.1 with that Host header). Beware: any
---   other non-IP host that is not exactly "localhost" is taken whole as a
---   bucket name (CNAME style), e.g. Host `b1.localhost` means bucket
+--   works for hosts `<bucket>.s3.localhost[:PORT]` (the service endpoint is
+--   set to "localhost"); libcurl resolves *.localhost to loopback itself,
+--   glibc here does not (send to 127.0.0.1 with that Host header). Beware:
+--   any other non-IP host that is not exactly "localhost" is taken whole as
+--   a bucket name (CNAME style): Host `b1.localhost` means bucket
 --   "b1.localhost".
 -- * ListObjectsV2 continuation tokens are DES-encrypted: without
 --   --openssl-legacy-provider (set here) Node 17+ fails the second page with
 --   500 "error:0308010C:digital envelope routines::unsupported".
--- * Works (boto3): CreateBucket, ListBuckets, Put/Get/Head/Delete/CopyObject,
---   ListObjects(V2) with prefix, delimiter (CommonPrefixes), MaxKeys and
---   continuation tokens, DeleteObjects, multipart upload (Create/UploadPart/
---   Complete; ETag "<md5 of part md5s>-N"), NoSuchKey / NoSuchBucket errors,
---   range GETs.
--- * Gaps found: see the notes at the end of spec/npm_servers_spec.lua's S3 block.
+-- * Works: CreateBucket (and preset buckets), ListBuckets, Put/Get (also
+--   Range: 206 + Content-Range)/Head/Delete/CopyObject with user metadata
+--   and Content-Type, DeleteObjects, ListObjectsV2 with Prefix, Delimiter
+--   (CommonPrefixes), MaxKeys and continuation tokens (2,500 keys in pages
+--   of 1,000), multipart Create/UploadPart/Complete, NoSuchKey and
+--   NoSuchBucket (404), HEAD of a missing key (404, no body).
+-- * Gaps: a completed multipart upload's ETag is the MD5 of the whole
+--   object, not S3's "<MD5 of the part MD5s>-<parts>"; no
+--   ListMultipartUploads (501 NotImplemented), ListParts or
+--   AbortMultipartUpload (405 MethodNotAllowed). Responses use the namespace
+--   "http://doc.s3.amazonaws.com/2006-03-01/", not S3's
+--   "http://s3.amazonaws.com/doc/2006-03-01/": a parser must not insist on it.
 local node_server = require "support.node_server"
 
 local M = {}

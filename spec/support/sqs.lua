@@ -24,17 +24,30 @@
 -- createSqsServer({ port: 0, hostname: '127.0.0.1', ... }) and prints the port.
 -- Everything is in memory.
 --
--- Protocols (checked by spec/npm_servers_spec.lua):
--- * AWS JSON 1.0, as boto3 >= 1.34.90 and the current SDKs send it: POST /
---   with `X-Amz-Target: AmazonSQS.<Action>` and
---   `Content-Type: application/x-amz-json-1.0`; answers JSON, errors as
---   {"__type": "com.amazonaws.sqs#QueueDoesNotExist", "message": ...} with
+-- Protocols (both checked by spec/npm_servers_spec.lua with Debian's boto3
+-- 1.26, once as it is (query) and once with SQS's JSON 1.0 model):
+-- * AWS JSON 1.0, what current botocore and AWS SDKs send: POST
+--   with `X-Amz-Target: AmazonSQS.<Action>` and `Content-Type:
+--   application/x-amz-json-1.0` (exactly: application/json is taken for a
+--   query request); answers JSON; errors as {"__type":
+--   "com.amazonaws.sqs#QueueDoesNotExist", "message": ...} plus the header
 --   `x-amzn-query-error: AWS.SimpleQueueService.NonExistentQueue;Sender`.
 -- * AWS query: form posts `Action=SendMessage&Version=2012-11-05&...`
---   (application/x-www-form-urlencoded), to / or to the queue URL; answers
---   XML in the 2012-11-05 namespace, errors as <ErrorResponse>.
--- * Either way any credentials work: signatures are not checked.
--- Gaps found: see the notes in spec/npm_servers_spec.lua's SQS block.
+--   (application/x-www-form-urlencoded); answers XML in the
+--   http://queue.amazonaws.com/doc/2012-11-05/ namespace (indented, so
+--   whitespace-only text between elements), errors as <ErrorResponse>.
+-- * Any credentials work: signatures are not checked.
+-- * Works in both: CreateQueue (with attributes), ListQueues, GetQueueUrl,
+--   DeleteQueue, GetQueueAttributes, SendMessage (right MD5OfMessageBody,
+--   message attributes), SendMessageBatch, ReceiveMessage (attributes,
+--   message attributes), DeleteMessage, the NonExistentQueue error.
+-- * Gaps (query): Action must be in the POST body (a GET with
+--   ?Action=... answers UnsupportedOperation "must include Action
+--   parameter"), and the queue is taken only from the QueueUrl parameter:
+--   a post to the queue URL's path without it answers NonExistentQueue
+--   (SQS accepts both). botocore posts to / with QueueUrl, so it is fine.
+-- * A QueueUrl is matched by the queue name alone: its host, port and
+--   account id are ignored.
 local cjson = require "cjson"
 local node_server = require "support.node_server"
 
