@@ -1,0 +1,23 @@
+--- Credentials from the shared credentials file, `~/.aws/credentials`
+-- or `AWS_SHARED_CREDENTIALS_FILE` (botocore/credentials.py
+-- `SharedCredentialProvider`): the `[NAME]` section of the profile in use
+-- (no "profile " prefix in this file), keys `aws_access_key_id`,
+-- `aws_secret_access_key`, `aws_session_token` / `aws_security_token`.
+-- No section or no access key: not applicable; an access key without a
+-- secret: "PartialCredentials".
+local credentials = require "aio_aws.credentials"
+
+local M = { name = "shared-credentials-file" }
+
+local function where(cfg)
+  local name = cfg:profile_name()
+  return string.format("shared credentials file %s [%s]", cfg:files().credentials_file, name)
+end
+
+function M.load(cfg)
+  return credentials.from_profile(cfg:file_profile("credentials"), M.name, where(cfg))
+end
+
+M.describe = where
+
+return M
