@@ -215,6 +215,8 @@ describe("AWS_DATA_PATH", function()
     write(dir .. "/fakesvc/2020-01-01/service-2.json", fake_service("2020-01-01", "old"))
     write(dir .. "/fakesvc/2021-06-30/service-2.json", fake_service("2021-06-30", "new"))
     write(dir .. "/fakesvc/2021-06-30/paginators-1.json", '{"pagination":{"DescribeThings":{"input_token":"T","output_token":"T","result_key":"Things"}}}')
+    -- newer botocore ships gzip-compressed data
+    os.execute("gzip " .. dir .. "/fakesvc/2021-06-30/service-2.json")
     -- an sts model that claims to be something else: it must win over the bundled one
     local sts = assert(json.decode(fake_service("2011-06-15", "overridden sts")))
     write(dir .. "/sts/2011-06-15/service-2.json", assert(json.encode(sts)))

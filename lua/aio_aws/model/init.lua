@@ -9,7 +9,8 @@
 -- (botocore/loaders.py: customer paths before the builtin data):
 --
 --  1. every directory of `AWS_DATA_PATH` (colon separated), then
---     `~/.aws/models`: botocore layout, raw `<service>/<version>/service-2.json`;
+--     `~/.aws/models`: botocore layout, raw `<service>/<version>/service-2.json`
+--     (or `.json.gz`, as newer botocore releases ship them);
 --  2. the compact models bundled under lua/aio_aws/models/ (tools/gen-models);
 --  3. a botocore data directory installed on the system (Debian's
 --     python3-botocore, or `AIO_AWS_BOTOCORE_DATA`), only when 1 and 2 do not
@@ -492,6 +493,23 @@ local function shell_quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
 end
 
+-- Newer botocore releases ship their data gzip-compressed ("service-2.json.gz").
+local function data_file(path)
+  if file_exists(path) then return path end
+  if file_exists(path .. ".gz") then return path .. ".gz" end
+  return nil
+end
+
+-- The text of a data file, decompressing a .gz with gzip(1).
+local function read_data(path)
+  if path:sub(-3) ~= ".gz" then return read_file(path) end
+  local p = io.popen("gzip -dc " .. shell_quote(path) .. " 2>/dev/null")
+  if not p then return nil end
+  local text = p:read("a")
+  p:close()
+  return text ~= "" and text or nil
+end
+
 -- Sub-directory names of `dir` (lfs when installed, else `ls`).
 local function list_dir(dir)
   local ok, lfs = pcall(require, "lfs")
@@ -516,7 +534,7 @@ end
 local function raw_versions(dir, service)
   local out = {}
   for _, v in ipairs(list_dir(dir .. "/" .. service)) do
-    if v:match("^%d%d%d%d%-%d%d%-%d%d$") and file_exists(dir .. "/" .. service .. "/" .. v .. "/service-2.json") then
+    if v:match("^%d%d%d%d%-%d%d%-%d%d$") and data_file(dir .. "/" .. service .. "/" .. v .. "/service-2.json") then
       out[#out + 1] = v
     end
   end
@@ -527,7 +545,7 @@ end
 -- (only `api_version` when one is asked for).
 local function add_raw(cands, dir, service, api_version)
   if api_version then
-    if file_exists(dir .. "/" .. service .. "/" .. api_version .. "/service-2.json") then
+    if data_file(dir .. "/" .. service .. "/" .. api_version .. "/service-2.json") then
       cands[#cands + 1] = { api_version, "raw", dir }
     end
   else
@@ -536,7 +554,9 @@ local function add_raw(cands, dir, service, api_version)
 end
 
 local function decode_raw(path)
-  local text = read_file(path)
+  path = data_file(path)
+  if not path then return nil, "missing data file" end
+  local text = read_data(path)
   if not text then return nil, "cannot read " .. path end
   local json = require "aio_aws.model.json"
   local v, err = json.decode(text, { order = true })
@@ -550,14 +570,10 @@ local function load_raw(dir, service, version)
   local raw, err = decode_raw(base .. "service-2.json")
   if not raw then return nil, err end
   local desc = compact.service(raw)
-  if file_exists(base .. "paginators-1.json") then
-    local p = decode_raw(base .. "paginators-1.json")
-    desc.paginators = p and compact.paginators(p)
-  end
-  if file_exists(base .. "waiters-2.json") then
-    local w = decode_raw(base .. "waiters-2.json")
-    desc.waiters = w and compact.waiters(w)
-  end
+  local p = decode_raw(base .. "paginators-1.json")
+  desc.paginators = p and compact.paginators(p)
+  local w = decode_raw(base .. "waiters-2.json")
+  desc.waiters = w and compact.waiters(w)
   return desc
 end
 
