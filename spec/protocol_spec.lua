@@ -326,6 +326,7 @@ describe("protocol conformance", function()
         c.ignored_passed > 0 and string.format("  (%d passed on botocore's ignore list)", c.ignored_passed) or "")
       tp, ts, tf = tp + c.passed, ts + c.skipped, tf + c.failed
     end
+    if not have_shared then lines[#lines + 1] = "  (AWS suites absent: " .. SHARED .. " not found; own fixtures only)" end
     io.write("\nprotocol conformance:\n", table.concat(lines, "\n"),
       string.format("\nprotocol conformance total: %d passed, %d skipped, %d failed\n", tp, ts, tf))
   end)

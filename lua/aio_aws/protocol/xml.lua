@@ -1,8 +1,10 @@
 --- XML for the rest-xml, query and ec2 protocols: a shape-directed writer
 -- (request bodies) and a shape-directed reader over the compact form that
--- `core.xml_decode` produces (see csrc/xml.c: a leaf element is its text,
--- any other element a table of flat {name, value, ...} pairs with `_attr`
--- and `_text`).
+-- `core.xml_decode` produces (csrc/xml.c: a leaf element is its text; an
+-- element with distinct child names a record {name = value}; one with
+-- repeated names a sequence {name, value, ...}; `_attr`, `_text`, `_n`).
+-- The reader converts records in place and returns them as the output,
+-- so a decoded node is consumed by `read`.
 --
 -- Rules (https://smithy.io/2.0/spec/protocol-traits.html#xml-bindings and
 -- botocore's serialize.py / parsers.py):
@@ -51,12 +53,12 @@ M.scalar_text = scalar_text
 
 local write -- forward
 
-local function write_struct(buf, n, ref, v, name, where, extra_attrs)
+local function write_struct(buf, n, ref, v, name, where)
   common.check_table(v, where, "structure")
   local shape = ref.target
   common.check_members(shape, v, where)
   local members, names = shape.members, shape.member_names
-  local open = "<" .. name .. ns_attr(ref.xmlNamespace) .. (extra_attrs or "")
+  local open = "<" .. name .. ns_attr(ref.xmlNamespace)
   -- attributes first: they belong to this element's start tag
   for i = 1, #names do
     local m = names[i]
