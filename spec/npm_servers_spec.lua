@@ -516,7 +516,7 @@ end)
 -- SQS on local-aws-sqs, with both of SQS's protocols
 
 local SQS_SCRIPT = [==[
-import copy
+import copy, time
 endpoint = sys.argv[1]
 
 def plain_client(session=None):
@@ -578,8 +578,15 @@ def exercise(c, prefix):
         {'Id': str(i), 'MessageBody': 'batch %d' % i} for i in range(3)])
     r['batch_ok'] = sorted(e['Id'] for e in batch.get('Successful', []))
     r['batch_failed'] = batch.get('Failed', [])
-    r['visible'] = c.get_queue_attributes(QueueUrl=url, AttributeNames=['ApproximateNumberOfMessages'])[
-        'Attributes']['ApproximateNumberOfMessages']
+    # Approximate, and local-aws-sqs makes a message visible on a timer just
+    # after SendMessage answers: poll (deadline 5 s) as a client would.
+    deadline = time.monotonic() + 5
+    while True:
+        r['visible'] = c.get_queue_attributes(QueueUrl=url, AttributeNames=['ApproximateNumberOfMessages'])[
+            'Attributes']['ApproximateNumberOfMessages']
+        if r['visible'] == '4' or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
     got = []
     for _ in range(20):
         m = c.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0,

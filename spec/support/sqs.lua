@@ -48,6 +48,10 @@
 --   (SQS accepts both). botocore posts to / with QueueUrl, so it is fine.
 -- * A QueueUrl is matched by the queue name alone: its host, port and
 --   account id are ignored.
+-- * A sent message becomes visible on a timer (setTimeout 0) just after
+--   SendMessage answers, so an immediate GetQueueAttributes may count it not
+--   yet (ApproximateNumberOfMessages is approximate in SQS too: poll);
+--   ReceiveMessage polls, so it does find it.
 local cjson = require "cjson"
 local node_server = require "support.node_server"
 
