@@ -675,11 +675,22 @@ describe("local-aws-sqs with boto3", function()
 end)
 
 describe("npm server support", function()
-  it("fails clearly when the server cannot start, with the log's tail", function()
+  it("fails clearly when the server cannot start, with the log's tail, leaving nothing", function()
+    local before = proc.running()
     local ok, err = pcall(sqs.start, { queues = { { QueueName = "bad name!" } }, timeout = 10 })
     assert.is_false(ok)
-    assert.matches("local%-aws%-sqs", err)
-    assert.matches("last lines of", err)
-    assert.same({}, proc.running())
+    assert.matches("local%-aws%-sqs exited before logging", err)
+    assert.matches("last lines of .*Can only include alphanumeric characters", err)
+    assert.same(before, proc.running())
+  end)
+
+  it("says to run make deps when a package is not installed", function()
+    local node_server = require "support.node_server"
+    local saved = node_server.node_modules
+    node_server.node_modules = "/nonexistent/node_modules"
+    finally(function() node_server.node_modules = saved end)
+    local ok, err = pcall(dynalite.start)
+    assert.is_false(ok)
+    assert.matches("dynalite is not installed .*run `make deps`", err)
   end)
 end)
