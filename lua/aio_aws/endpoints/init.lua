@@ -579,6 +579,17 @@ function M.resolve(opts)
       format("invalid region name %q: a region is a DNS label such as us-east-1", region))
   end
   local fips, dualstack = o.use_fips == true, o.use_dualstack == true
+  -- "fips-us-east-1" / "us-east-1-fips" are pseudo regions meaning
+  -- us-east-1 with FIPS on (botocore/client.py `_normalize_fips_region`).
+  if region ~= nil then
+    local plain = gsub(gsub(region, "fips%-", ""), "%-fips", "")
+    if plain ~= region then
+      if plain == "" then
+        return nil, errors.new("EndpointResolutionError", format("invalid region name %q", region))
+      end
+      region, fips = plain, true
+    end
+  end
   local sts_regional = o.sts_regional ~= false
   local scheme = o.use_ssl == false and "http" or "https"
   local signing_name = md.signingName or prefix
@@ -721,20 +732,27 @@ local STYLES = { auto = true, virtual = true, path = true }
 -- * "path": always path style (botocore `addressing_style = path`).
 -- * "virtual": virtual-hosted style, except for a bucket name that cannot
 --   be a host label and an endpoint that is an IP address, where only path
---   style can work (botocore would raise InvalidDNSNameError).
+--   style can work (botocore does the same).
 -- * "auto" (default): virtual-hosted style when the bucket name allows it
 --   and the endpoint is a host name other than `localhost` (any port);
 --   path style for IP addresses and localhost, where there is no DNS to
---   give `bucket.host` a meaning, as the S3 rule set does for IPs.
+--   give `bucket.host` a meaning (as the S3 rule set does for IPs), and,
+--   when `custom` is true, for every custom endpoint: botocore sends
+--   path-style requests to an `endpoint_url` unless told "virtual"
+--   (botocore/args.py `compute_endpoint_resolver_builtin_defaults`), the
+--   safe choice for S3-compatible servers.
 --
+-- Dotted bucket names go virtual only over plain http to an AWS endpoint
+-- (no wildcard certificate problem; never to a custom endpoint, as botocore).
 -- `base_url` may carry a port and a path prefix, which are kept.
 -- @tparam string base_url e.g. the `url` of `resolve`
 -- @tparam string path e.g. "/my-bucket/key"
 -- @tparam[opt] string bucket nil: no bucket (ListBuckets), nothing changes
 -- @tparam[opt="auto"] string style "auto", "virtual" or "path"
+-- @tparam[opt=false] boolean custom `base_url` is a configured `endpoint_url`
 -- @treturn string url (scheme://host[:port][/prefix], no trailing "/")
 -- @treturn string path
-function M.s3_address(base_url, path, bucket, style)
+function M.s3_address(base_url, path, bucket, style, custom)
   if type(base_url) ~= "string" then error("endpoints.s3_address: base_url must be a string", 2) end
   if type(path) ~= "string" then error("endpoints.s3_address: path must be a string", 2) end
   if bucket ~= nil and type(bucket) ~= "string" then error("endpoints.s3_address: bucket must be a string", 2) end
@@ -752,12 +770,13 @@ function M.s3_address(base_url, path, bucket, style)
   if sub(path, 1, #head) ~= head or not (after == "" or after == "/" or after == "?") then
     error(format("endpoints.s3_address: path %q does not start with /%s", path, bucket), 2)
   end
-  if style == "path" then return base, path end
+  if custom ~= nil and type(custom) ~= "boolean" then error("endpoints.s3_address: custom must be a boolean", 2) end
+  if style == "path" or (style == "auto" and custom) then return base, path end
   local host = authority:match("^%[[^%]]*%]") or authority:match("^[^:]*")
   local lhost = string.lower(host)
   if is_ip(lhost) then return base, path end
   if style == "auto" and lhost == "localhost" then return base, path end
-  if not M.is_virtual_hostable(bucket, scheme == "http") then return base, path end
+  if not M.is_virtual_hostable(bucket, scheme == "http" and not custom) then return base, path end
   local rest = sub(path, #head + 1)
   if rest == "" or sub(rest, 1, 1) == "?" then rest = "/" .. rest end
   return scheme .. "://" .. bucket .. "." .. authority .. prefix, rest
