@@ -29,10 +29,10 @@
 -- makes the credentials refreshable. `describe` says where it looked, for
 -- the "NoCredentials" message (never a value).
 --
--- Secrets never appear in `tostring`, errors or logs: `secret_key` and
--- `session_token` are not even fields of the object (they are read through
--- `__index` from a private table), so a table dump, JSON encoding or
--- busted's failure output of a credentials object shows neither.
+-- Secrets never appear in `tostring`, errors or logs: no value is a field
+-- of the object (they are read through `__index` from a private table), so
+-- a table dump, JSON encoding or busted's failure output of a credentials
+-- object shows nothing, and the object is read-only.
 local errors = require "aio_aws.errors"
 
 local M = {}
@@ -65,13 +65,18 @@ M.now = os.time
 
 local Credentials = {}
 local mt = { __name = "aio_aws.Credentials" }
-local secrets = setmetatable({}, { __mode = "k" }) -- object -> {secret_key, session_token}
-local state = setmetatable({}, { __mode = "k" })   -- object -> {refresh, lock}
+local values = setmetatable({}, { __mode = "k" }) -- object -> {access_key, secret_key, ...}
+local state = setmetatable({}, { __mode = "k" })  -- object -> {refresh, lock}
+
+-- Every value lives in `values`, none in the object itself: `pairs`,
+-- table dumps and JSON encoders see an empty table, and assignment goes
+-- through __newindex, which refuses it.
+local FIELDS = { access_key = true, secret_key = true, session_token = true, expiration = true, source = true }
 
 mt.__index = function(self, k)
-  if k == "secret_key" or k == "session_token" then
-    local s = secrets[self]
-    return s and s[k]
+  if FIELDS[k] then
+    local v = values[self]
+    return v and v[k]
   end
   return Credentials[k]
 end
@@ -89,11 +94,10 @@ function M.mask(s)
 end
 
 mt.__tostring = function(self)
+  local v = values[self]
   local extra = ""
-  local exp = rawget(self, "expiration")
-  if exp then extra = format(", expires=%s", os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(exp))) end
-  return format("aio_aws.Credentials(source=%s, access_key=%s%s)", tostring(rawget(self, "source")),
-    M.mask(rawget(self, "access_key")), extra)
+  if v.expiration then extra = format(", expires=%s", os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(v.expiration))) end
+  return format("aio_aws.Credentials(source=%s, access_key=%s%s)", tostring(v.source), M.mask(v.access_key), extra)
 end
 
 local function check_string(t, k, required)
@@ -121,10 +125,8 @@ end
 M.parse_expiration = parse_expiration
 
 local function set_values(obj, t)
-  rawset(obj, "access_key", t.access_key)
-  rawset(obj, "expiration", t.expiration)
-  rawset(obj, "source", t.source)
-  secrets[obj] = { secret_key = t.secret_key, session_token = t.session_token }
+  values[obj] = { access_key = t.access_key, secret_key = t.secret_key, session_token = t.session_token,
+    expiration = t.expiration, source = t.source }
 end
 
 --- Make a credentials object.
@@ -162,7 +164,7 @@ end
 
 --- Seconds left before expiry (nil: never expires).
 function Credentials:remaining(now)
-  local exp = rawget(self, "expiration")
+  local exp = values[self].expiration
   if not exp then return nil end
   return exp - (now or M.now())
 end
@@ -184,7 +186,7 @@ end
 
 local function refresh_error(self, msg, cause)
   return errors.new("CredentialRefreshError", format("refreshing credentials from %s failed: %s",
-    tostring(rawget(self, "source")), msg), { cause = cause })
+    tostring(values[self].source), msg), { cause = cause })
 end
 
 -- botocore `RefreshableCredentials._protected_refresh`.
@@ -200,7 +202,7 @@ local function do_refresh(self, st, now)
       err = "the refresh returned incomplete credentials"
     else
       set_values(self, { access_key = t.access_key, secret_key = t.secret_key, session_token = t.session_token,
-        expiration = exp, source = t.source or rawget(self, "source") })
+        expiration = exp, source = t.source or values[self].source })
       if self:expired(now) then
         return nil, refresh_error(self, "the refreshed credentials are already expired")
       end
@@ -240,12 +242,12 @@ function Credentials:get_frozen(now)
     if not ok then return nil, err end
   elseif not st and self:expired(now) then
     return nil, errors.new("ExpiredCredentials", format("the credentials from %s have expired",
-      tostring(rawget(self, "source"))))
+      tostring(values[self].source)))
   end
   if not st then return self end
-  local s = secrets[self]
-  return M.new({ access_key = rawget(self, "access_key"), secret_key = s.secret_key,
-    session_token = s.session_token, expiration = rawget(self, "expiration"), source = rawget(self, "source") })
+  local v = values[self]
+  return M.new({ access_key = v.access_key, secret_key = v.secret_key, session_token = v.session_token,
+    expiration = v.expiration, source = v.source })
 end
 
 -- ---------------------------------------------------------------- chain
