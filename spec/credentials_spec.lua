@@ -341,6 +341,65 @@ describe("credentials.resolve", function()
   end)
 end)
 
+describe("credentials helpers", function()
+  it("explicit() checks what it is given", function()
+    local p = credentials.explicit{ access_key = AKID, secret_key = SECRETS[1] }
+    assert.are.equal("explicit", p.name)
+    assert.are.same({ AKID, SECRETS[1] }, { p.load().access_key, p.load().secret_key })
+    assert.has_error(function() credentials.explicit("x") end)
+    assert.has_error(function() credentials.explicit{ access_key = 1 } end)
+    assert.has_error(function() credentials.explicit{ token = "t" } end)
+  end)
+
+  it("from_profile() reads a section with botocore's keys", function()
+    local t = credentials.from_profile({ aws_access_key_id = AKID, aws_secret_access_key = SECRETS[1],
+      aws_security_token = "old", aws_session_token = SECRETS[2] }, "src", "here")
+    assert.are.same({ access_key = AKID, secret_key = SECRETS[1], session_token = SECRETS[2], source = "src" }, t)
+    assert.is_nil(credentials.from_profile(nil, "src", "here"))
+    assert.is_nil(credentials.from_profile({ region = "x" }, "src", "here"))
+    assert.is_nil(credentials.from_profile({ aws_access_key_id = "" }, "src", "here"))
+    assert.is_nil(credentials.from_profile({ aws_access_key_id = { nested = "x" } }, "src", "here"))
+    local none, err = credentials.from_profile({ aws_access_key_id = AKID, aws_secret_access_key = "" }, "src", "here")
+    assert.is_nil(none)
+    assert.are.same({ "PartialCredentials", "src" }, { err.code, err.provider })
+    assert.has_error(function() credentials.from_profile("x", "src", "here") end)
+    assert.has_error(function() credentials.from_profile({}, nil, "here") end)
+    assert.has_error(function() credentials.from_profile({}, "src", 1) end)
+  end)
+
+  it("file_provider() builds a provider over one file's section", function()
+    local dir = with_files(FILES)
+    local p = credentials.file_provider("mine", "config", function() return "my place" end)
+    assert.are.equal("mine", p.name)
+    local t = assert(p.load(load(dir, nil, { profile = "cfg" })))
+    assert.are.same({ "AKIACONFIGFILE001", "mine" }, { t.access_key, t.source })
+    assert.is_nil(p.load(load(dir)))
+    assert.are.equal("my place", p.describe())
+    assert.has_error(function() credentials.file_provider(1, "config", print) end)
+    assert.has_error(function() credentials.file_provider("x", "both", print) end)
+    assert.has_error(function() credentials.file_provider("x", "config", "where") end)
+  end)
+
+  it("parse_expiration() takes numbers and ISO 8601 only", function()
+    assert.are.equal(1893456000, credentials.parse_expiration("2030-01-01T00:00:00Z"))
+    assert.are.equal(1893456000, credentials.parse_expiration("2030-01-01T01:00:00+01:00"))
+    assert.are.equal(12.5, credentials.parse_expiration(12.5))
+    assert.is_nil(credentials.parse_expiration(nil))
+    for _, bad in ipairs({ "soon", "", {}, true, 1 / 0 }) do
+      local v, why = credentials.parse_expiration(bad)
+      assert.is_nil(v)
+      assert.is_string(why)
+    end
+  end)
+
+  it("the methods raise on a non-number clock", function()
+    local c = credentials.new{ access_key = AKID, secret_key = SECRETS[1], expiration = 10 }
+    for _, m in ipairs({ "remaining", "expired", "refresh_needed", "get_frozen" }) do
+      assert.has_error(function() c[m](c, "now") end, nil, m)
+    end
+  end)
+end)
+
 describe("credentials.chain", function()
   it("lists botocore's order and skips env for an explicit profile", function()
     assert.are.same({ "env", "assume_role", "web_identity", "sso", "shared_credentials_file", "credential_process",

@@ -23,10 +23,7 @@ local function resolve(prefix, region, opts)
 end
 
 local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
+  return assert(proc.read_file(path), "cannot read " .. path)
 end
 
 local function write(path, text)

@@ -392,6 +392,18 @@ end
 
 -- ---------------------------------------------------------------- Config
 
+-- A copy of a section, its sub-sections copied too (callers get tables
+-- they may change without changing the config).
+local function copy(t)
+  if t == nil then return nil end
+  local out = {}
+  for k, v in pairs(t) do
+    if type(v) == "table" then v = copy(v) end
+    out[k] = v
+  end
+  return out
+end
+
 local Config = {}
 Config.__index = Config
 Config.__name = "aio_aws.Config"
@@ -477,11 +489,7 @@ function M.load(opts)
   -- the merged profiles: config file, then the credentials file's values
   -- over them (botocore/session.py `full_config`)
   local merged = {}
-  for name, values in pairs(self._config.profiles) do
-    local t = {}
-    for k, v in pairs(values) do t[k] = v end
-    merged[name] = t
-  end
+  for name, values in pairs(self._config.profiles) do merged[name] = copy(values) end
   for name, values in pairs(kfile) do
     local t = merged[name] or {}
     for k, v in pairs(values) do t[k] = v end
@@ -516,8 +524,7 @@ function Config:with(overrides)
   end
   local c = setmetatable({}, Config)
   for k, v in pairs(self) do c[k] = v end
-  c._explicit = {}
-  for k, v in pairs(self._explicit) do c._explicit[k] = v end
+  c._explicit = copy(self._explicit)
   collect_explicit("config:with", overrides, c._explicit)
   return c
 end
@@ -540,20 +547,8 @@ end
 function Config:profile(name)
   if name ~= nil and type(name) ~= "string" then error("config:profile: name must be a string", 2) end
   local p = self._profiles[name or self._profile_name]
-  if p == nil then
-    if name ~= nil then return nil end
-    return {}
-  end
-  local out = {}
-  for k, v in pairs(p) do
-    if type(v) == "table" then
-      local t = {}
-      for a, b in pairs(v) do t[a] = b end
-      v = t
-    end
-    out[k] = v
-  end
-  return out
+  if p == nil and name == nil then return {} end
+  return copy(p)
 end
 
 --- Sorted names of every profile in either file.
@@ -575,12 +570,8 @@ function Config:file_profile(which, name)
   end
   if name ~= nil and type(name) ~= "string" then error("config:file_profile: name must be a string", 2) end
   name = name or self._profile_name
-  local src
-  if which == "credentials" then src = self._creds[name] else src = self._config.profiles[name] end
-  if not src then return nil end
-  local out = {}
-  for k, v in pairs(src) do out[k] = v end
-  return out
+  if which == "credentials" then return copy(self._creds[name]) end
+  return copy(self._config.profiles[name])
 end
 
 --- A `[sso-session NAME]` or `[services NAME]` section of the config file
@@ -590,19 +581,13 @@ function Config:section(kind, name)
     error("config:section: kind must be \"sso-session\" or \"services\"", 2)
   end
   if type(name) ~= "string" then error("config:section: name must be a string", 2) end
-  local s = self._config[kind][name]
-  if not s then return nil end
-  local out = {}
-  for k, v in pairs(s) do out[k] = v end
-  return out
+  return copy(self._config[kind][name])
 end
 
 --- Paths of the two files and whether each was "loaded" or "missing".
 -- @treturn table `{config_file, credentials_file, config_state, credentials_state}`
 function Config:files()
-  local f = {}
-  for k, v in pairs(self._files) do f[k] = v end
-  return f
+  return copy(self._files)
 end
 
 --- The value of an environment variable as this config sees it (the

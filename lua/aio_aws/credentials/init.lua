@@ -163,7 +163,9 @@ function Credentials:refreshable()
 end
 
 --- Seconds left before expiry (nil: never expires).
+-- @tparam[opt] number now epoch seconds (default: `credentials.now()`)
 function Credentials:remaining(now)
+  if now ~= nil and type(now) ~= "number" then error("credentials: now must be a number (epoch seconds)", 2) end
   local exp = values[self].expiration
   if not exp then return nil end
   return exp - (now or M.now())
@@ -222,6 +224,7 @@ end
 -- @tparam[opt] number now epoch seconds
 -- @treturn Credentials a snapshot that does not change, or nil, err
 function Credentials:get_frozen(now)
+  if now ~= nil and type(now) ~= "number" then error("credentials: now must be a number (epoch seconds)", 2) end
   local st = state[self]
   if st and self:refresh_needed(now) then
     local async = package.loaded["aio_aws.async"]
@@ -352,7 +355,11 @@ end
 -- has no access key; nil, err ("PartialCredentials") when the secret is
 -- missing. `where` describes the file and profile for the message.
 function M.from_profile(section, source, where)
-  if type(section) ~= "table" then return nil end
+  if type(source) ~= "string" or type(where) ~= "string" then
+    error("credentials.from_profile: source and where must be strings", 2)
+  end
+  if section == nil then return nil end
+  if type(section) ~= "table" then error("credentials.from_profile: section must be a table", 2) end
   local ak = section.aws_access_key_id
   if type(ak) ~= "string" or ak == "" then return nil end
   local sk = section.aws_secret_access_key
@@ -367,6 +374,21 @@ function M.from_profile(section, source, where)
   if type(token) ~= "string" or token == "" then token = section.aws_security_token end
   if type(token) ~= "string" or token == "" then token = nil end
   return { access_key = ak, secret_key = sk, session_token = token, source = source }
+end
+
+--- A provider for one shared file's profile section: botocore's
+-- `SharedCredentialProvider` and `ConfigProvider` differ only in the file
+-- (`which`: "credentials" or "config", see `Config:file_profile`) and in
+-- how the place is named (`where(cfg)`, used in messages).
+function M.file_provider(name, which, where)
+  if type(name) ~= "string" or (which ~= "credentials" and which ~= "config") or type(where) ~= "function" then
+    error("credentials.file_provider: name, which (\"credentials\" or \"config\") and where(cfg) expected", 2)
+  end
+  return {
+    name = name,
+    load = function(cfg) return M.from_profile(cfg:file_profile(which), name, where(cfg)) end,
+    describe = where,
+  }
 end
 
 return M

@@ -5,19 +5,8 @@
 -- `aws_secret_access_key`, `aws_session_token` / `aws_security_token`.
 -- No section or no access key: not applicable; an access key without a
 -- secret: "PartialCredentials".
-local credentials = require "aio_aws.credentials"
-
-local M = { name = "shared-credentials-file" }
-
 local function where(cfg)
-  local name = cfg:profile_name()
-  return string.format("shared credentials file %s [%s]", cfg:files().credentials_file, name)
+  return string.format("shared credentials file %s [%s]", cfg:files().credentials_file, (cfg:profile_name()))
 end
 
-function M.load(cfg)
-  return credentials.from_profile(cfg:file_profile("credentials"), M.name, where(cfg))
-end
-
-M.describe = where
-
-return M
+return require("aio_aws.credentials").file_provider("shared-credentials-file", "credentials", where)
