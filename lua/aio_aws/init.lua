@@ -29,4 +29,10 @@ local M = {
   errors = require "aio_aws.errors",
 }
 
+--- A session (config, credentials) that makes clients; see aio_aws.session.
+-- Loaded on first use, so `require "aio_aws"` stays light.
+function M.session(opts)
+  return require("aio_aws.session").new(opts)
+end
+
 return M

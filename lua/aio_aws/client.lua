@@ -1,0 +1,386 @@
+--- The model-driven client: one method per operation of any AWS service.
+--
+--     local s3 = session:client("s3", {endpoint_url = "http://127.0.0.1:4568"})
+--     local out, err = s3:put_object({Bucket = "b", Key = "k", Body = "hello"})
+--     local out, err = s3:call("PutObject", params, {dry_run = true})
+--
+-- One call runs the pipeline of DESIGN.md, one module per stage:
+-- validate (aio_aws.validate) -> build (aio_aws.protocol) -> endpoint
+-- (aio_aws.endpoints) -> sign (aio_aws.sigv4) -> send (aio_aws.http, or a
+-- transport handed in) -> parse (aio_aws.protocol) -> retry decision
+-- (aio_aws.retry). `dry_run` stops after signing and returns the request.
+--
+-- Results are plain tables with `ResponseMetadata = {RequestId,
+-- HTTPStatusCode, HTTPHeaders, RetryAttempts}`. Failures return `nil, err`
+-- (aio_aws.errors) with `err.code` the AWS error code (the status, e.g.
+-- "404", for bodyless HEAD errors), `message`, `status`, `request_id`,
+-- `retryable`, modeled error members, and `err.response_metadata`.
+-- Misuse (wrong argument types, unknown operation) raises.
+local core = require "aio_aws.core"
+local async = require "aio_aws.async"
+local errors = require "aio_aws.errors"
+local http = require "aio_aws.http"
+local model = require "aio_aws.model"
+local protocol = require "aio_aws.protocol"
+local sigv4 = require "aio_aws.sigv4"
+
+local uri_encode = core.uri_encode
+local concat = table.concat
+
+local M = {}
+
+-- botocore's S3 customizations (botocore/handlers.py) that change what
+-- goes on the wire:
+-- * Content-MD5 on PutObject and UploadPart with an in-memory body
+--   (conditionally_calculate_md5), so S3 rejects a corrupted upload;
+-- * ListObjects* ask for url-encoded keys (set_list_objects_encoding_type_url)
+--   so keys with characters XML cannot carry survive, and the named fields
+--   are decoded in the response (decode_list_object*).
+local S3_MD5_OPS = { PutObject = true, UploadPart = true }
+local S3_LIST_DECODE = {
+  ListObjects = { top = { "Delimiter", "Marker", "NextMarker", "Prefix" },
+    lists = { Contents = "Key", CommonPrefixes = "Prefix" } },
+  ListObjectsV2 = { top = { "Delimiter", "Prefix", "StartAfter" },
+    lists = { Contents = "Key", CommonPrefixes = "Prefix" } },
+  ListObjectVersions = { top = { "KeyMarker", "NextKeyMarker", "Prefix", "Delimiter" },
+    lists = { Versions = "Key", DeleteMarkers = "Key", CommonPrefixes = "Prefix" } },
+}
+
+local function url_decode(s)
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+local function s3_decode_listing(spec, out)
+  for _, k in ipairs(spec.top) do
+    if type(out[k]) == "string" then out[k] = url_decode(out[k]) end
+  end
+  for list, field in pairs(spec.lists) do
+    for _, item in ipairs(out[list] or {}) do
+      if type(item[field]) == "string" then item[field] = url_decode(item[field]) end
+    end
+  end
+end
+
+local Client = {}
+Client.__name = "aio_aws.Client"
+
+local VERSION = "0.1"
+
+function Client.__index(self, k)
+  local v = Client[k]
+  if v ~= nil then return v end
+  local name = type(k) == "string" and rawget(self, "_svc"):operation_for_method(k)
+  if not name then return nil end
+  local f = function(client, params, opts) return client:call(name, params, opts) end
+  rawset(self, k, f)
+  return f
+end
+
+function Client.__tostring(self)
+  -- never the credentials
+  return ("aio_aws.Client(%s, %s)"):format(self.service_name, tostring(self.region))
+end
+
+-- RFC 3986 query string from ordered {name, value} pairs ({name} alone is
+-- a bare flag such as "?uploads"), as SigV4 and the services expect.
+local function encode_query(pairs_list)
+  if not pairs_list or #pairs_list == 0 then return "" end
+  local parts = {}
+  for i, p in ipairs(pairs_list) do
+    if p[2] == nil then
+      parts[i] = uri_encode(p[1], true)
+    else
+      parts[i] = uri_encode(p[1], true) .. "=" .. uri_encode(tostring(p[2]), true)
+    end
+  end
+  return "?" .. concat(parts, "&")
+end
+
+local function split_url(url)
+  local scheme, host, path = url:match("^(https?)://([^/]+)(.*)$")
+  if not scheme then return nil end
+  path = path:gsub("/+$", "")
+  return scheme, host, path
+end
+
+--- Build the signed HTTP request for one attempt.
+-- @treturn table {method, url, headers, body | body_file, ...}
+function Client:_prepare(op_name, params, opts)
+  local svc = self._svc
+  local req, err = protocol.build(svc, op_name, params, { host_prefix_enabled = self._inject_host_prefix })
+  if not req then return nil, err end
+  local ep = self._endpoint
+  local base = ep.url
+  local region, signing_name = ep.signing_region, ep.signing_name
+  local redirect = self._s3_regions and params.Bucket and self._s3_regions[params.Bucket]
+  if redirect then
+    base, region = redirect.url, redirect.region
+  end
+  local path = req.path
+  if self._is_s3 and type(params.Bucket) == "string" then
+    base, path = self._endpoints.s3_address(base, path, params.Bucket, self._addressing_style,
+      self._fixed_endpoint)
+  end
+  local scheme, host, prefix = split_url(base)
+  if not scheme then
+    return nil, errors.new("EndpointResolutionError", "invalid endpoint URL " .. tostring(base))
+  end
+  if req.host_prefix and self._inject_host_prefix then host = req.host_prefix .. host end
+  local url = scheme .. "://" .. host .. prefix .. path .. encode_query(req.query)
+
+  local headers = req.headers
+  headers["user-agent"] = self._user_agent
+  local body, body_file = req.body, nil
+  local payload_hash
+  if type(body) == "table" and body.file then
+    body_file = body.file
+    body = nil
+    if self._is_s3 and scheme == "https" then
+      payload_hash = sigv4.UNSIGNED_PAYLOAD
+    else
+      local h = core.hasher("sha256")
+      local f, ferr = io.open(body_file, "rb")
+      if not f then return nil, errors.new("BodyReadError", ferr) end
+      while true do
+        local chunk = f:read(1 << 20)
+        if not chunk then break end
+        h:update(chunk)
+      end
+      f:close()
+      payload_hash = h:hexdigest()
+    end
+  elseif body ~= nil and type(body) ~= "string" then
+    return nil, errors.new("ParamValidation", "streaming body must be a string or {file = path}")
+  end
+  if (req.checksum_required or (self._is_s3 and S3_MD5_OPS[op_name])) and body and not headers["content-md5"] then
+    headers["content-md5"] = core.md5_base64(body)
+  end
+  local creds = self._credentials
+  local signed, dbg = sigv4.sign(
+    { method = req.method, url = url, headers = headers, body = body, payload_hash = payload_hash },
+    creds,
+    { region = region, service = signing_name, s3 = self._is_s3 or nil,
+      unsigned_payload = (self._is_s3 and scheme == "https") or nil })
+  return {
+    method = req.method,
+    url = signed.url or url,
+    headers = signed.headers,
+    body = body,
+    body_file = body_file,
+    stream = self._stream_ops[op_name] or nil,
+    signature = dbg.signature,
+  }
+end
+
+-- Send one prepared request through the transport.
+function Client:_send(prepared)
+  if self._transport then return self._transport(prepared) end
+  return http.request({
+    method = prepared.method,
+    url = prepared.url,
+    headers = prepared.headers,
+    body = prepared.body,
+    body_file = prepared.body_file,
+    stream = prepared.stream,
+    pool = self._pool,
+    connect_timeout = self._connect_timeout,
+    -- botocore's read_timeout is a socket read timeout: no byte for that
+    -- long. libcurl's low-speed limit of 1 byte/s over it is the same.
+    low_speed_limit = self._read_timeout and 1 or nil,
+    low_speed_time = self._read_timeout,
+    verify = self._verify ~= false,
+    cafile = type(self._verify) == "string" and self._verify or nil,
+  })
+end
+
+--- Call `op_name` (the model's name, e.g. "PutObject") with `params`.
+-- `opts.dry_run = true` returns the signed request without sending it.
+function Client:call(op_name, params, opts)
+  if type(op_name) ~= "string" then error("client:call: operation name must be a string", 2) end
+  if params == nil then params = {} end
+  if type(params) ~= "table" then error("client:call: params must be a table", 2) end
+  if opts ~= nil and type(opts) ~= "table" then error("client:call: opts must be a table", 2) end
+  opts = opts or {}
+  if self._closed then error("client:call: the client is closed", 2) end
+  local svc = self._svc
+  if not svc:operation(op_name) then
+    error(("client:call: %s has no operation %s"):format(self.service_name, op_name), 2)
+  end
+  local ok, verr = self._validate.params(svc, op_name, params)
+  if not ok then return nil, verr end
+  local decode_listing = self._is_s3 and params.EncodingType == nil and S3_LIST_DECODE[op_name]
+  if decode_listing then
+    local p = {}
+    for k, v in pairs(params) do p[k] = v end
+    p.EncodingType = "url"
+    params = p
+  end
+  if opts.dry_run then return self:_prepare(op_name, params, opts) end
+  async.need_task("client:" .. model.xform_name(op_name))
+
+  local attempt = self._retry:start(svc:operation(op_name))
+  local redirected = false
+  while true do
+    local wait = self._retry:before_send()
+    if wait and wait > 0 then async.sleep(wait) end
+    local prepared, perr = self:_prepare(op_name, params, opts)
+    if not prepared then return nil, perr end
+    local res, err = self:_send(prepared)
+    if res and res.status >= 300 and prepared.stream and type(res.body) == "table" then
+      -- an error body to parse, not a stream to hand over
+      local whole, rerr = res.body:read_all()
+      res.body:close()
+      if whole then res.body = whole else res, err = nil, rerr end
+    end
+    local out
+    if res then out, err = protocol.parse(svc, op_name, res) end
+    if not out and type(err) ~= "table" then err = errors.new("HTTPError", tostring(err)) end
+    -- S3 answers a request sent to the wrong region with 301/307/400 and
+    -- the bucket's region in x-amz-bucket-region: retry once there and
+    -- remember it (botocore S3RegionRedirectorv2).
+    local bucket_region = not out and res and res.headers and res.headers["x-amz-bucket-region"]
+    if bucket_region and self._is_s3 and not redirected and not self._fixed_endpoint
+        and type(params.Bucket) == "string"
+        and (err.status == 301 or err.status == 307 or err.status == 400)
+        and bucket_region ~= self._endpoint.signing_region then
+      local ep, eerr = self._endpoints.resolve({ service = svc, region = bucket_region,
+        use_fips = self._use_fips, use_dualstack = self._use_dualstack })
+      if not ep then return nil, eerr end
+      self._s3_regions[params.Bucket] = { url = ep.url, region = bucket_region }
+      redirected = true
+    else
+      local delay = attempt:next(not out and err or nil, res)
+      if not delay then
+        local md = attempt:metadata()
+        if out then
+          if decode_listing then
+            s3_decode_listing(decode_listing, out)
+            out.EncodingType = nil
+          end
+          local rm = out.ResponseMetadata or {}
+          for k, v in pairs(md) do rm[k] = v end
+          out.ResponseMetadata = rm
+          return out
+        end
+        local rm = err.response_metadata or {
+          RequestId = err.request_id, HTTPStatusCode = err.status,
+          HTTPHeaders = res and res.headers }
+        for k, v in pairs(md) do rm[k] = v end
+        err.response_metadata = rm
+        err.retry_attempts = md.RetryAttempts
+        return nil, err
+      end
+      if out and type(out.Body) == "table" and out.Body.close then out.Body:close() end
+      if delay > 0 then async.sleep(delay) end
+    end
+  end
+end
+
+--- Release the client's connections. Idempotent.
+function Client:close()
+  if self._closed then return end
+  self._closed = true
+  if self._pool then self._pool:close() end
+end
+Client.__close = Client.close
+
+--- The operations' method names, sorted.
+function Client:operations()
+  return self._svc:method_names()
+end
+
+local function check_opts(opts)
+  local known = {
+    region = "string", endpoint_url = "string", api_version = "string",
+    max_pool_connections = "number", connect_timeout = "number", read_timeout = "number",
+    retries = "table", s3 = "table", verify = true, user_agent_extra = "string",
+    credentials = "table", transport = "function", use_fips_endpoint = "boolean",
+    use_dualstack_endpoint = "boolean", inject_host_prefix = "boolean",
+  }
+  for k, v in pairs(opts) do
+    local want = known[k]
+    if not want then error("client: unknown option '" .. tostring(k) .. "'", 3) end
+    if want == true then
+      if type(v) ~= "boolean" and type(v) ~= "string" then
+        error("client: option 'verify' must be a boolean or a CA bundle path", 3)
+      end
+    elseif type(v) ~= want then
+      error(("client: option '%s' must be a %s"):format(k, want), 3)
+    end
+  end
+end
+
+--- Create a client (see session:client). `deps` supplies the config,
+-- credentials, endpoint, validation and retry modules.
+function M.new(service_name, opts, deps)
+  if type(service_name) ~= "string" then error("client: service name must be a string", 2) end
+  opts = opts or {}
+  if type(opts) ~= "table" then error("client: options must be a table", 2) end
+  check_opts(opts)
+  local svc, err = model.load(service_name, opts.api_version)
+  if not svc then return nil, err end
+  local cfg = deps.config
+  local md = svc.metadata
+  local service_id = md.serviceId or service_name
+  local region = opts.region or deps.region
+  local endpoint_url = opts.endpoint_url or (cfg and cfg:endpoint_url(service_id))
+  local use_fips = opts.use_fips_endpoint
+  if use_fips == nil and cfg then use_fips = cfg:get("use_fips_endpoint", service_id) end
+  local use_dualstack = opts.use_dualstack_endpoint
+  if use_dualstack == nil and cfg then use_dualstack = cfg:get("use_dualstack_endpoint", service_id) end
+  local sts_mode = cfg and cfg:get("sts_regional_endpoints") or "regional"
+  local ep, eerr = deps.endpoints.resolve({
+    service = svc, region = region, endpoint_url = endpoint_url,
+    use_fips = use_fips == true or use_fips == "true",
+    use_dualstack = use_dualstack == true or use_dualstack == "true",
+    sts_regional = sts_mode ~= "legacy",
+  })
+  if not ep then return nil, eerr end
+  local retries = opts.retries or {}
+  local mode = retries.mode or (cfg and cfg:get("retry_mode")) or "standard"
+  local max_attempts = retries.max_attempts or (cfg and cfg:get("max_attempts"))
+  local policy = deps.retry.new({ mode = mode, max_attempts = math.tointeger(tonumber(max_attempts)),
+    service = md.endpointPrefix })
+  local s3opts = opts.s3 or {}
+  local style = s3opts.addressing_style or (cfg and cfg:get("s3.addressing_style")) or "auto"
+  local verify = opts.verify
+  if verify == nil and cfg then verify = cfg:get("ca_bundle") end
+  local pool
+  if not opts.transport then
+    pool = http.pool({ max_total = math.tointeger(opts.max_pool_connections) or 10 })
+  end
+  local stream_ops = {}
+  for _, name in ipairs(svc:operation_names()) do
+    local op = svc:operation(name)
+    if op.has_streaming_output then stream_ops[name] = true end
+  end
+  local self = {
+    service_name = service_name,
+    region = region,
+    meta = { endpoint_url = ep.url, region_name = ep.signing_region, service_model = svc },
+    _svc = svc,
+    _endpoint = ep,
+    _endpoints = deps.endpoints,
+    _fixed_endpoint = endpoint_url ~= nil,
+    _use_fips = use_fips, _use_dualstack = use_dualstack,
+    _credentials = deps.credentials,
+    _validate = deps.validate,
+    _retry = policy,
+    _pool = pool,
+    _transport = opts.transport,
+    _connect_timeout = opts.connect_timeout or 60,
+    _read_timeout = opts.read_timeout or 60,
+    _verify = verify,
+    _is_s3 = (md.signingName or md.endpointPrefix) == "s3",
+    _addressing_style = style,
+    _s3_regions = {},
+    _inject_host_prefix = opts.inject_host_prefix ~= false,
+    _stream_ops = stream_ops,
+    _user_agent = ("aio-aws-lua/%s lua/5.4%s"):format(VERSION,
+      opts.user_agent_extra and (" " .. opts.user_agent_extra) or ""),
+  }
+  return setmetatable(self, Client)
+end
+
+M.Client = Client
+return M
