@@ -12,8 +12,7 @@ local errors = require "aio_aws.errors"
 local model = require "aio_aws.model"
 local cjson = require "cjson"
 local proc = require "support.proc"
-
-local PYTHON = "/usr/bin/python3"
+local harness = require "support.botocore_harness"
 
 -- The harness: reads scenarios (JSON) on stdin, answers results (JSON).
 local HARNESS = [==[
@@ -190,32 +189,10 @@ json.dump(out, sys.stdout)
 local work
 
 local function botocore(scenarios)
-  local py = work .. "/harness.py"
-  local f = assert(io.open(py, "w"))
-  f:write(HARNESS)
-  f:close()
-  local input = work .. "/in.json"
-  f = assert(io.open(input, "w"))
-  f:write(cjson.encode(scenarios))
-  f:close()
-  -- `timeout`: a harness bug must fail this spec, not hang the test run
-  local out, ok = proc.sh(("timeout 300 %s %s < %s 2>%s"):format(PYTHON, proc.quote(py), proc.quote(input),
-    proc.quote(work .. "/err.txt")))
-  assert(ok, "botocore harness failed:\n" .. (proc.read_file(work .. "/err.txt") or ""))
-  return cjson.decode(out)
+  return harness.run(work, HARNESS, cjson.encode(scenarios))
 end
 
--- A small deterministic generator (LCG, high bits only: the low bits of a
--- power-of-two LCG repeat with short periods), so a failure can be replayed.
-local function rng(seed)
-  local s = seed
-  return function(n)
-    s = (s * 1103515245 + 12345) % 2147483648
-    local x = s / 2147483648
-    if n then return math.floor(x * n) + 1 end
-    return x
-  end
-end
+local rng = harness.rng
 
 -- Random numbers that survive JSON exactly: multiples of 1/1024 in [0, 1).
 local function random_list(r, n)

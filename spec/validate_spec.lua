@@ -14,8 +14,7 @@ local model = require "aio_aws.model"
 local cjson = require "cjson"
 local proc = require "support.proc"
 local JSON = require "aio_aws.model.json"
-
-local PYTHON = "/usr/bin/python3"
+local harness = require "support.botocore_harness"
 
 -- Reads [{service, model?, op, params}] (JSON; {"__set__": 1} stands for a
 -- value no JSON can carry, made a Python set), writes for each case the
@@ -100,10 +99,6 @@ local function encode(v, buf)
 end
 
 local function botocore(cases)
-  local py = work .. "/harness.py"
-  local f = assert(io.open(py, "w"))
-  f:write(HARNESS)
-  f:close()
   local buf = { "[" }
   for i, c in ipairs(cases) do
     if i > 1 then buf[#buf + 1] = "," end
@@ -114,14 +109,7 @@ local function botocore(cases)
     buf[#buf + 1] = "}"
   end
   buf[#buf + 1] = "]"
-  local input = work .. "/in.json"
-  f = assert(io.open(input, "w"))
-  f:write(table.concat(buf))
-  f:close()
-  local out, ok = proc.sh(("timeout 300 %s %s < %s 2>%s"):format(PYTHON, proc.quote(py), proc.quote(input),
-    proc.quote(work .. "/err.txt")))
-  assert(ok, "botocore harness failed:\n" .. (proc.read_file(work .. "/err.txt") or ""))
-  return cjson.decode(out)
+  return harness.run(work, HARNESS, table.concat(buf))
 end
 
 -- ------------------------------------------------------------ paths
@@ -192,17 +180,7 @@ end
 
 -- ------------------------------------------------------------ generator
 
--- A small deterministic generator (LCG, high bits only: the low bits of a
--- power-of-two LCG repeat with short periods), so a failure can be replayed.
-local function rng(seed)
-  local s = seed
-  return function(n)
-    s = (s * 1103515245 + 12345) % 2147483648
-    local x = s / 2147483648
-    if n then return math.floor(x * n) + 1 end
-    return x
-  end
-end
+local rng = harness.rng
 
 -- Characters of 1 to 4 UTF-8 bytes: lengths count characters, not bytes.
 local CHARS = { "a", "b", "Z", "0", "-", "_", " ", "é", "ß", "Ж", "漢", "字", "🙂", "𝄞" }

@@ -199,9 +199,9 @@ local function merge(into, from)
 end
 
 -- botocore.translate.build_retry_config for one endpoint prefix, compiled
--- into {max_attempts, base, growth, checks = {...}}. Each check is
--- {status =, code =} (both must match; code nil: any), {crc32 = header}, or
--- {socket = true}.
+-- into {max_attempts, base, growth, socket (connection errors retried),
+-- crc32 (header name or nil), responses = {{status =, code =}, ...}} (a
+-- response matches when its status and, if given, its error code match).
 local legacy_cache = {}
 local function legacy_config(prefix)
   local key = prefix or ""
@@ -211,24 +211,22 @@ local function legacy_config(prefix)
   for name, ref in pairs(cfg.policies) do cfg.policies[name] = deep_copy(RETRY_JSON.definitions[ref]) end
   local svc = prefix and RETRY_JSON.retry[prefix]
   if svc then merge(cfg, svc) end
-  local checks = {}
+  hit = { max_attempts = cfg.max_attempts, base = cfg.delay.base, growth = cfg.delay.growth_factor,
+    socket = false, responses = {} }
   for _, p in pairs(cfg.policies) do
     local when = p.applies_when
     if when.socket_errors then
-      checks[#checks + 1] = { socket = true }
+      hit.socket = true
     elseif when.response.crc32body then
-      checks[#checks + 1] = { crc32 = when.response.crc32body }
-    elseif when.response.service_error_code then
-      checks[#checks + 1] = { status = when.response.http_status_code, code = when.response.service_error_code }
+      hit.crc32 = when.response.crc32body
     else
-      checks[#checks + 1] = { status = when.response.http_status_code }
+      local r = hit.responses
+      r[#r + 1] = { status = when.response.http_status_code, code = when.response.service_error_code }
     end
   end
-  hit = { max_attempts = cfg.max_attempts, base = cfg.delay.base, growth = cfg.delay.growth_factor, checks = checks }
   legacy_cache[key] = hit
   return hit
 end
-M._legacy_config = legacy_config
 
 -- --------------------------------------------------------------- classifying
 
@@ -523,18 +521,13 @@ local function stop(a, reason, ok2xx)
   return nil
 end
 
-local function legacy_should_retry(cfg, code, status, transport, count, max_attempts, a)
-  for _, c in ipairs(cfg.checks) do
-    if c.socket then
-      -- ExceptionRaiser + MaxAttemptsDecorator: caught only below max attempts
-      if transport and LEGACY_TRANSPORT[code] and count < max_attempts then return true end
-    elseif not transport and status ~= nil then
-      if c.crc32 then
-        if a.crc32_mismatch and count < max_attempts then return true end
-      elseif status == c.status and (c.code == nil or c.code == code) then
-        return true
-      end
-    end
+-- A response matching one of the (status, error code) policies.
+local function legacy_response_match(cfg, code, status)
+  if status == nil then return false end
+  local list = cfg.responses
+  for i = 1, #list do
+    local c = list[i]
+    if status == c.status and (c.code == nil or c.code == code) then return true end
   end
   return false
 end
@@ -555,17 +548,29 @@ function Attempt:next(err, res)
   local maxn = p.max_attempts
 
   if p.legacy then
+    -- retryhandler.MaxAttemptsDecorator over the MultiChecker of the
+    -- service's policies, in _retry.json's order: the general ones, then the
+    -- service's own, the CRC32 check last.
     local cfg = p.legacy
-    if not legacy_should_retry(cfg, code, status, transport, count, maxn, self) then
-      if count >= maxn and (self.crc32_mismatch or (transport and LEGACY_TRANSPORT[code])) then
+    if transport then
+      -- ExceptionRaiser: the error is caught (retried) only below max
+      -- attempts and only for GENERAL_CONNECTION_ERROR; else re-raised.
+      if not (cfg.socket and LEGACY_TRANSPORT[code]) then return stop(self, "not retryable", false) end
+      if count >= maxn then
         self.max_attempts_reached = true
         return stop(self, "max attempts", false)
       end
+    elseif legacy_response_match(cfg, code, status) then
+      if count >= maxn then
+        self.max_attempts_reached = true -- botocore flags the response's metadata
+        return stop(self, "max attempts", false)
+      end
+    elseif cfg.crc32 and self.crc32_mismatch then
+      -- CRC32Checker raises ChecksumError: retried below max attempts,
+      -- raised to the caller at max attempts (no metadata flag then)
+      if count >= maxn then return stop(self, "max attempts", false) end
+    else
       return stop(self, ok2xx and "success" or "not retryable", false)
-    end
-    if count >= maxn then
-      self.max_attempts_reached = true
-      return stop(self, "max attempts", false)
     end
     -- retryhandler.delay_exponential: base * growth_factor ^ (attempts - 1)
     local base = cfg.base == "rand" and p.random() or cfg.base
