@@ -122,7 +122,7 @@ function compile(ref)
   local node = compiled[ref]
   if node then return node end
   local t = ref.type
-  node = { sensitive = ref.sensitive == true, shape_name = ref.name }
+  node = { sensitive = ref.sensitive == true }
   compiled[ref] = node -- before the children: shapes may be recursive
   if t == "structure" and ref.document then
     node.k = DOCUMENT
