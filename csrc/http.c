@@ -95,6 +95,8 @@ struct xfer {
     aio_task *waiter;
     int ref;              /* anchor: see x_release */
     size_t high_water;
+    ev_timer idle;        /* read_timeout: no byte moved for that long */
+    double idle_secs;
     char errbuf[CURL_ERROR_SIZE];
     xfer *prev, *next;    /* pool's running list */
 };
@@ -142,6 +144,14 @@ static void pool_put_easy(http_pool *p, CURL *easy)
     }
 }
 
+/* Something moved: restart the read_timeout clock (ev_timer_again keeps
+ * one timer per transfer instead of re-creating it). */
+static void x_active(xfer *x)
+{
+    if (x->idle_secs > 0 && x->state == X_RUNNING)
+        ev_timer_again(x->rt->loop, &x->idle);
+}
+
 /* Wake the waiter if what it waits for has happened. No Lua here. */
 static void x_notify(xfer *x)
 {
@@ -164,6 +174,7 @@ static void x_notify(xfer *x)
 /* The transfer is over (curl finished it, or we stopped it). */
 static void x_finish(xfer *x, int state)
 {
+    if (x->idle_secs > 0) ev_timer_stop(x->rt->loop, &x->idle);
     if (x->state == X_RUNNING) {
         x_unlink(x);
         x->rt->in_flight--;
@@ -182,6 +193,25 @@ static void x_finish(xfer *x, int state)
         x->sink = NULL;
     }
     if (x->hdrs) { curl_slist_free_all(x->hdrs); x->hdrs = NULL; }
+}
+
+/* read_timeout expired. A libev callback, not inside libcurl, so the
+ * transfer can be removed here. */
+static void x_idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    xfer *x = w->data;
+    if (x->state != X_RUNNING) return;
+    cev_remove(&x->pool->m, x->easy);
+    x->result = CURLE_OPERATION_TIMEDOUT;
+    snprintf(x->errbuf, sizeof x->errbuf, "no data sent or received for %g seconds (read_timeout)",
+             x->idle_secs);
+    curl_easy_cleanup(x->easy); /* its connection is in an unknown state */
+    x->easy = NULL;
+    x_finish(x, X_DONE);
+    x_notify(x);
+    x_release(x);
 }
 
 static void pool_done(cev_multi *m, CURL *easy, CURLcode result)
@@ -241,18 +271,22 @@ static size_t x_write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
             return 0; /* CURLE_WRITE_ERROR */
         }
         x->sink_bytes += (curl_off_t)n;
+        x_active(x);
         return n;
     }
     if (x->stream && hbuf_avail(&x->body) >= x->high_water) {
         /* Back-pressure: curl keeps this chunk and hands it over again
          * after curl_easy_pause(CURLPAUSE_CONT) (CURLOPT_WRITEFUNCTION). */
         x->paused = 1;
+        /* waiting for our own reader is not the server being slow */
+        if (x->idle_secs > 0) ev_timer_stop(x->rt->loop, &x->idle);
         return CURL_WRITEFUNC_PAUSE;
     }
     if (hbuf_add(&x->body, ptr, n) != 0) {
         snprintf(x->errbuf, sizeof x->errbuf, "out of memory buffering the response body");
         return 0;
     }
+    x_active(x);
     if (x->stream) x_notify(x);
     return n;
 }
@@ -261,6 +295,7 @@ static size_t x_header_cb(char *ptr, size_t size, size_t nitems, void *ud)
 {
     xfer *x = ud;
     size_t n = size * nitems;
+    x_active(x);
     if (n >= 5 && memcmp(ptr, "HTTP/", 5) == 0) {
         x->head.len = x->head.off = 0; /* a new response (after 1xx) */
     } else if (n <= 2 && (ptr[0] == '\r' || ptr[0] == '\n')) {
@@ -290,7 +325,17 @@ static size_t x_read_cb(char *buf, size_t size, size_t nitems, void *ud)
         return CURL_READFUNC_ABORT;
     }
     x->src_left -= (curl_off_t)got;
+    x_active(x);
     return got;
+}
+
+/* Connected (or a connection reused), request about to go out: from here
+ * on read_timeout alone applies (CURLOPT_PREREQFUNCTION, libcurl 7.80). */
+static int x_prereq_cb(void *ud, char *primary_ip, char *local_ip, int primary_port, int local_port)
+{
+    (void)primary_ip; (void)local_ip; (void)primary_port; (void)local_port;
+    x_active(ud);
+    return CURL_PREREQFUNC_OK;
 }
 
 /* Rewind for a resend (curl retries a request on a reused connection that
@@ -858,6 +903,7 @@ static int http_request(lua_State *L)
     double timeout = opt_secs(L, 2, "timeout");
     double ctimeout = opt_secs(L, 2, "connect_timeout");
     double ls_time = opt_secs(L, 2, "low_speed_time");
+    double rtimeout = opt_secs(L, 2, "read_timeout");
     lua_Integer ls_limit = opt_int(L, 2, "low_speed_limit", 0);
     lua_Integer off = opt_int(L, 2, "body_offset", 0);
     lua_Integer blen = opt_int(L, 2, "body_length", -1);
@@ -969,10 +1015,22 @@ static int http_request(lua_State *L)
             return x_fail_now(L, "BodyWriteError", msg);
         }
     }
+    if (rtimeout > 0) { /* options are set before the handle is added */
+        curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, x_prereq_cb);
+        curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
+    }
     CURLMcode rc = cev_add(&pool->m, e);
     if (rc != CURLM_OK)
         return x_fail_now(L, "ConnectionError", curl_multi_strerror(rc));
     x->state = X_RUNNING;
+    if (rtimeout > 0) {
+        /* Until connected the period also covers connecting (libcurl has
+         * its own connect timeout); x_prereq_cb then restarts it. */
+        x->idle_secs = rtimeout;
+        ev_timer_init(&x->idle, x_idle_cb, rtimeout + (ctimeout > 0 ? ctimeout : 0), rtimeout);
+        x->idle.data = x;
+        ev_timer_start(rt->loop, &x->idle);
+    }
     x->next = pool->running;
     if (pool->running) pool->running->prev = x;
     pool->running = x;
@@ -1001,6 +1059,7 @@ static int req_take(lua_State *L)
          * call the write callback at once, which only buffers. */
         if (x->paused && x->state == X_RUNNING && hbuf_avail(&x->body) <= x->high_water / 2) {
             x->paused = 0;
+            x_active(x);
             curl_easy_pause(x->easy, CURLPAUSE_CONT);
         }
         return 1;

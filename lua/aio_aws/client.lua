@@ -184,10 +184,8 @@ function Client:_send(prepared)
     stream = prepared.stream,
     pool = self._pool,
     connect_timeout = self._connect_timeout,
-    -- botocore's read_timeout is a socket read timeout: no byte for that
-    -- long. libcurl's low-speed limit of 1 byte/s over it is the same.
-    low_speed_limit = self._read_timeout and 1 or nil,
-    low_speed_time = self._read_timeout,
+    -- botocore's read_timeout: no byte received (or sent) for that long
+    read_timeout = self._read_timeout,
     verify = self._verify ~= false,
     cafile = type(self._verify) == "string" and self._verify or nil,
   })
@@ -252,6 +250,13 @@ function Client:call(op_name, params, opts)
       local delay = attempt:next(not out and err or nil, res)
       if not delay then
         local md = attempt:metadata()
+        if out and attempt.crc32_mismatch then
+          -- DynamoDB's x-amz-crc32 still mismatched on the last attempt:
+          -- the body was damaged in transit (botocore raises ChecksumError).
+          if type(out.Body) == "table" and out.Body.close then out.Body:close() end
+          return nil, errors.new("ChecksumError", "response body does not match x-amz-crc32",
+            { status = res and res.status, retryable = true })
+        end
         if out then
           if decode_listing then
             s3_decode_listing(decode_listing, out)

@@ -8,7 +8,8 @@
 -- `body_length` for a range), `sink_file` (write a 2xx body to this path;
 -- error bodies stay in `res.body`), `stream` (return at the headers with
 -- `res.body` a Stream), `stream_buffer` (bytes buffered before the transfer
--- is paused, default 1 MiB), `timeout`, `connect_timeout` (seconds),
+-- is paused, default 1 MiB), `timeout` (whole transfer), `connect_timeout`,
+-- `read_timeout` (no byte sent or received for that long; seconds),
 -- `low_speed_limit` (bytes/s) with `low_speed_time` (s), `verify` (TLS,
 -- default true), `cafile`, `capath`, `proxy` (default: the standard
 -- environment variables), `pool` (from `http.pool`), `http_version`.

@@ -97,7 +97,7 @@ local KIND_OF = {
 local VALID_TYPES = {
   [STRUCT] = "table (structure)", [STRING] = "string", [LIST] = "table (list)",
   [MAP] = "table (map)", [INTEGER] = "integer", [FLOAT] = "number",
-  [BOOLEAN] = "boolean", [BLOB] = "string, file-like object",
+  [BOOLEAN] = "boolean", [BLOB] = "string, file-like object, {file = path}",
   [TIMESTAMP] = "number (epoch seconds), timestamp string",
 }
 
@@ -473,7 +473,11 @@ function check(node, v, d, key)
       -- a file-like object: anything with a callable `read` (io handles too)
       local ok, read = false, nil
       if tv == "table" or tv == "userdata" then ok, read = pcall(index_read, v) end
-      if not (ok and (type(read) == "function" or io.type(v) ~= nil)) then return bad_type(node, v, d, key) end
+      -- or the client's file body, {file = path}, streamed from disk
+      local file_body = tv == "table" and type(rawget(v, "file")) == "string"
+      if not (file_body or (ok and (type(read) == "function" or io.type(v) ~= nil))) then
+        return bad_type(node, v, d, key)
+      end
     end
   elseif k == TIMESTAMP then
     local tv = type(v)

@@ -216,6 +216,31 @@ describe("http transport", function()
     assert.is_true(core.monotime() - t0 < 10)
   end)
 
+  it("read_timeout fails a response that stops arriving, not a steady one", function()
+    local bh = blackhole.start("silent")
+    finally(function() bh:stop() end)
+    local t0 = core.monotime()
+    local res, err = run(function() return http.request({ url = bh:url("/"), read_timeout = 0.3 }) end)
+    assert.is_nil(res)
+    assert.are.equal("Timeout", err.code)
+    assert.matches("read_timeout", err.message)
+    assert.is_true(core.monotime() - t0 < 2)
+    -- /slow sends 20 kB/s for ~50 s, in bursts about a second apart
+    -- (nginx's limit_rate): no gap reaches 2 s
+    local ok = run(function()
+      local r = assert(http.request({ url = srv:url("/slow"), stream = true, read_timeout = 2 }))
+      local got = 0
+      local deadline = core.monotime() + 3.5
+      while core.monotime() < deadline do
+        local chunk = assert(r.body:read(1024))
+        got = got + #chunk
+      end
+      r.body:close()
+      return got
+    end)
+    assert.is_true(ok > 40000)
+  end)
+
   it("times out a connect that never completes (connect timeout)", function()
     local bh = blackhole.start("noaccept")
     finally(function() bh:stop() end)
