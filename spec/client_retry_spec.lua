@@ -1,6 +1,5 @@
 -- The client's retry and error paths against a scriptable fault server:
 -- what the server received (its own request log) and the errors returned.
-local aws = require "aio_aws"
 local core = require "aio_aws.core"
 local session_mod = require "aio_aws.session"
 local fault = require "support.fault_server"
@@ -8,13 +7,7 @@ local proc = require "support.proc"
 
 local srv
 
-local function run(fn)
-  local res = table.pack(aws.run(fn))
-  if res[1] == nil and type(res[2]) == "table" and res[2].traceback then
-    error(res[2].value or tostring(res[2]), 2)
-  end
-  return table.unpack(res, 1, res.n)
-end
+local run = require "support.run"
 
 local function client(service, opts)
   local s = assert(session_mod.new({ region = "us-east-1", config = { env = {} },

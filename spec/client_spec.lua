@@ -14,14 +14,7 @@ local function new_session(region, creds)
     config = { env = {} } }))
 end
 
--- aws.run, but a raise inside fn (a failed assertion) fails the spec.
-local function run(fn)
-  local res = table.pack(aws.run(fn))
-  if res[1] == nil and type(res[2]) == "table" and res[2].traceback then
-    error(res[2].value or tostring(res[2]), 2)
-  end
-  return table.unpack(res, 1, res.n)
-end
+local run = require "support.run"
 
 local function decode_pct(s)
   return (s:gsub("+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))

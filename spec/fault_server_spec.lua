@@ -29,13 +29,7 @@ local function curl(args)
 end
 
 -- aws.run, but a raise inside fn fails the spec.
-local function run(fn)
-  local res = table.pack(aws.run(fn))
-  if res[1] == nil and type(res[2]) == "table" and res[2].traceback then
-    error(res[2].value or tostring(res[2]), 2)
-  end
-  return table.unpack(res, 1, res.n)
-end
+local run = require "support.run"
 
 -- One request on a connection of its own: libcurl resends a request once
 -- when a *reused* connection dies without an answer, which would consume

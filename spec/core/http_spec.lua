@@ -36,14 +36,7 @@ local function md5sum(path)
   return (proc.sh("md5sum " .. proc.quote(path))):match("^(%x+)")
 end
 
--- aws.run, but a raise inside fn (a failed assertion) fails the spec.
-local function run(fn)
-  local res = table.pack(aws.run(fn))
-  if res[1] == nil and type(res[2]) == "table" and res[2].traceback then
-    error(res[2].value or tostring(res[2]), 2)
-  end
-  return table.unpack(res, 1, res.n)
-end
+local run = require "support.run"
 
 local function quiet()
   collectgarbage()
