@@ -396,3 +396,45 @@ describe("client against local-aws-sqs (query protocol)", function()
     end)
   end)
 end)
+
+describe("client against local-aws-sqs (JSON protocol)", function()
+  -- Debian's botocore 1.29 has only the query model of SQS; AWS moved SQS
+  -- to JSON 1.0 (targetPrefix AmazonSQS). Same shapes, other protocol.
+  local srv, sqs
+  setup(function()
+    srv = require("support.sqs").start()
+    local f = assert(io.open("/usr/lib/python3/dist-packages/botocore/data/sqs/2012-11-05/service-2.json"))
+    local desc = assert(require("cjson").decode(f:read("a")))
+    f:close()
+    desc.metadata.protocol = "json"
+    desc.metadata.protocols = nil
+    desc.metadata.jsonVersion = "1.0"
+    desc.metadata.targetPrefix = "AmazonSQS"
+    local svc = require("aio_aws.model").new(desc, { name = "sqs" })
+    sqs = assert(new_session():client("sqs", { endpoint_url = srv.endpoint, service_model = svc }))
+  end)
+  teardown(function()
+    if sqs then sqs:close() end
+    if srv then srv:stop() end
+  end)
+
+  it("speaks X-Amz-Target JSON to the same server", function()
+    local req = assert(sqs:list_queues({}, { dry_run = true }))
+    assert.are.equal("AmazonSQS.ListQueues", req.headers["x-amz-target"])
+    assert.are.equal("application/x-amz-json-1.0", req.headers["content-type"])
+    run(function()
+      local q = assert(sqs:create_queue({ QueueName = "json-jobs" })).QueueUrl
+      assert.matches("json%-jobs$", q)
+      assert(sqs:send_message({ QueueUrl = q, MessageBody = "via json" }))
+      local got
+      for _ = 1, 50 do
+        got = assert(sqs:receive_message({ QueueUrl = q }))
+        if got.Messages and #got.Messages > 0 then break end
+        aws.sleep(0.02)
+      end
+      assert.are.equal("via json", got.Messages[1].Body)
+      assert(sqs:delete_message({ QueueUrl = q, ReceiptHandle = got.Messages[1].ReceiptHandle }))
+      assert(sqs:delete_queue({ QueueUrl = q }))
+    end)
+  end)
+end)

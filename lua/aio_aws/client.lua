@@ -301,6 +301,7 @@ local function check_opts(opts)
     retries = "table", s3 = "table", verify = true, user_agent_extra = "string",
     credentials = "table", transport = "function", use_fips_endpoint = "boolean",
     use_dualstack_endpoint = "boolean", inject_host_prefix = "boolean",
+    service_model = "table",
   }
   for k, v in pairs(opts) do
     local want = known[k]
@@ -322,8 +323,14 @@ function M.new(service_name, opts, deps)
   opts = opts or {}
   if type(opts) ~= "table" then error("client: options must be a table", 2) end
   check_opts(opts)
-  local svc, err = model.load(service_name, opts.api_version)
-  if not svc then return nil, err end
+  -- a model the caller built (aio_aws.model.new), e.g. a newer or custom
+  -- one, as botocore accepts models from AWS_DATA_PATH
+  local svc = opts.service_model
+  if not svc then
+    local err
+    svc, err = model.load(service_name, opts.api_version)
+    if not svc then return nil, err end
+  end
   local cfg = deps.config
   local md = svc.metadata
   local service_id = md.serviceId or service_name
