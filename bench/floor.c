@@ -9,13 +9,22 @@
  * libev here, and this is the floor the project's libev + Lua client is
  * compared to.
  *
- * usage: floor URL N K      exit 0 if every response was a 200, 1 otherwise
+ * usage: floor URL N K [METHOD [BODY_BYTES]]
+ *   METHOD GET (default), HEAD, PUT or POST; PUT and POST send BODY_BYTES
+ *   (default 0) bytes of 'x' from one buffer, without Content-Type or
+ *   Expect headers (as the project's client sends a string body). The client
+ *   benchmark (bench/client.py) uses them for the unsigned equivalent of
+ *   each AWS call.
+ *   Exit 0 if every response was a 200, 1 otherwise. The last line on stdout
+ *   is "floor: setup_cpu_s=S calls_wall_s=W": the process CPU before the
+ *   first request (clock(3)) and the wall time of the requests.
  *
  * Built by bench/run: cc -O2 -Wall -Wextra -Werror floor.c -lcurl
  */
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static size_t discard(char *ptr, size_t size, size_t nmemb, void *userdata)
@@ -38,14 +47,33 @@ static long parse_count(const char *s, const char *what)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s URL N K\n", argv[0]);
+    if (argc < 4 || argc > 6) {
+        fprintf(stderr, "usage: %s URL N K [METHOD [BODY_BYTES]]\n", argv[0]);
         return 2;
     }
     const char *url = argv[1];
     long n = parse_count(argv[2], "N"), k = parse_count(argv[3], "K");
     if (k > n)
         k = n;
+    const char *method = argc > 4 ? argv[4] : "GET";
+    int has_body = strcmp(method, "PUT") == 0 || strcmp(method, "POST") == 0;
+    if (!has_body && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        fprintf(stderr, "floor: METHOD must be GET, HEAD, PUT or POST, got '%s'\n", method);
+        return 2;
+    }
+    long body_len = 0;
+    if (argc > 5) {
+        body_len = strcmp(argv[5], "0") == 0 ? 0 : parse_count(argv[5], "BODY_BYTES");
+        if (!has_body) {
+            fprintf(stderr, "floor: BODY_BYTES needs METHOD PUT or POST\n");
+            return 2;
+        }
+    }
+    char *body = has_body ? malloc((size_t)body_len + 1) : NULL;
+    if (has_body && !body)
+        return 1;
+    if (body)
+        memset(body, 'x', (size_t)body_len);
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return 1;
@@ -56,8 +84,17 @@ int main(int argc, char **argv)
     /* Room in the connection cache for one connection per handle. */
     curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, k);
 
+    struct curl_slist *hdrs = NULL;
+    if (has_body) {
+        hdrs = curl_slist_append(hdrs, "Content-Type:");
+        hdrs = curl_slist_append(hdrs, "Expect:");
+        if (!hdrs)
+            return 1;
+    }
+
     size_t bytes = 0;
     long started = 0, done = 0, failed = 0;
+    double setup_cpu = (double)clock() / CLOCKS_PER_SEC;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
 
@@ -69,6 +106,14 @@ int main(int argc, char **argv)
         curl_easy_setopt(easy[i], CURLOPT_WRITEFUNCTION, discard);
         curl_easy_setopt(easy[i], CURLOPT_WRITEDATA, &bytes);
         curl_easy_setopt(easy[i], CURLOPT_NOSIGNAL, 1L);
+        if (strcmp(method, "HEAD") == 0) {
+            curl_easy_setopt(easy[i], CURLOPT_NOBODY, 1L);
+        } else if (has_body) {
+            curl_easy_setopt(easy[i], CURLOPT_CUSTOMREQUEST, method);
+            curl_easy_setopt(easy[i], CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+            curl_easy_setopt(easy[i], CURLOPT_POSTFIELDS, body);
+            curl_easy_setopt(easy[i], CURLOPT_HTTPHEADER, hdrs);
+        }
         curl_multi_add_handle(multi, easy[i]);
         started++;
     }
@@ -106,10 +151,13 @@ int main(int argc, char **argv)
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     printf("floor: %ld requests, %ld failed, %zu body bytes, %.3f s, %.0f req/s\n",
            done, failed, bytes, secs, (double)done / secs);
+    printf("floor: setup_cpu_s=%.6f calls_wall_s=%.6f\n", setup_cpu, secs);
 
     for (long i = 0; i < k; i++)
         curl_easy_cleanup(easy[i]);
     free(easy);
+    free(body);
+    curl_slist_free_all(hdrs);
     curl_multi_cleanup(multi);
     curl_global_cleanup();
     return failed ? 1 : 0;
