@@ -120,6 +120,30 @@ describe("client retries and errors", function()
     assert.are.equal(1000000, reqs[2].body_length)
   end)
 
+  it("decodes url-encoded listing keys as botocore does, only when S3 says so", function()
+    -- S3 with encoding-type=url encodes like urllib's quote_plus
+    local page = [[<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix>dir%2F</Prefix>
+<KeyCount>2</KeyCount><MaxKeys>1000</MaxKeys><EncodingType>url</EncodingType><IsTruncated>false</IsTruncated>
+<Contents><Key>dir%2Fa+b%2Bc.txt</Key><Size>1</Size></Contents>
+<Contents><Key>dir%2Fcaf%C3%A9%26%3Cx%3E</Key><Size>2</Size></Contents></ListBucketResult>]]
+    local raw = page:gsub("<EncodingType>url</EncodingType>", "")
+    local xml = { ["content-type"] = "application/xml" }
+    srv:script({ { status = 200, headers = xml, body = page }, { status = 200, headers = xml, body = raw } })
+    local a, b = run(function()
+      local s3 = client("s3")
+      return assert(s3:list_objects_v2({ Bucket = "b", Prefix = "dir/" })),
+        assert(s3:list_objects_v2({ Bucket = "b", Prefix = "dir/" }))
+    end)
+    assert.are.equal("dir/a b+c.txt", a.Contents[1].Key)
+    assert.are.equal("dir/caf\xc3\xa9&<x>", a.Contents[2].Key)
+    assert.are.equal("dir/", a.Prefix)
+    assert.are.equal("url", a.EncodingType)
+    -- without EncodingType in the answer the keys are left alone
+    assert.are.equal("dir%2Fa+b%2Bc.txt", b.Contents[1].Key)
+    assert.matches("encoding%-type=url", srv:requests()[1].query)
+  end)
+
   it("follows an S3 region redirect once and remembers the region", function()
     -- with a fixed endpoint_url there is nowhere else to go: the 301 is returned
     srv:script({ { status = 301, headers = { ["x-amz-bucket-region"] = "eu-west-1",

@@ -290,6 +290,18 @@ describe("client against s3rver", function()
       assert.are.same({ "even/", "odd/" }, prefixes)
       local pre = assert(s3:list_objects_v2({ Bucket = "listing", Prefix = "odd/k00" }))
       assert.are.equal(50, pre.KeyCount)
+      -- keys XML cannot carry raw, and '+' / ' ' (urllib's unquote_plus)
+      local odd = { "a b+c.txt", "100%.txt", "caf\xc3\xa9 &<x>" }
+      for _, k in ipairs(odd) do assert(s3:put_object({ Bucket = "listing", Key = "odd-keys/" .. k, Body = "" })) end
+      local listed = assert(s3:list_objects_v2({ Bucket = "listing", Prefix = "odd-keys/" }))
+      local got = {}
+      for _, o in ipairs(listed.Contents) do got[#got + 1] = o.Key end
+      table.sort(got)
+      local want = {}
+      for i, k in ipairs(odd) do want[i] = "odd-keys/" .. k end
+      table.sort(want)
+      assert.are.same(want, got)
+      assert.are.equal("odd-keys/", listed.Prefix)
     end)
   end)
 

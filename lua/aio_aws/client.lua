@@ -46,11 +46,24 @@ local S3_LIST_DECODE = {
     lists = { Versions = "Key", DeleteMarkers = "Key", CommonPrefixes = "Prefix" } },
 }
 
+-- "%XX" -> byte for every hex spelling, so decoding is a table lookup
+local HEX = {}
+for i = 0, 255 do
+  local lo, up = ("%02x"):format(i), ("%02X"):format(i)
+  local c = string.char(i)
+  HEX[lo], HEX[up] = c, c
+  HEX[lo:sub(1, 1) .. up:sub(2)], HEX[up:sub(1, 1) .. lo:sub(2)] = c, c
+end
+
+-- urllib's unquote_plus, as botocore decodes url-encoded listings
 local function url_decode(s)
-  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+  if not s:find("[%%+]") then return s end
+  return (s:gsub("+", " "):gsub("%%(%x%x)", HEX))
 end
 
 local function s3_decode_listing(spec, out)
+  -- only when S3 says it encoded them (botocore decode_list_object*)
+  if out.EncodingType ~= "url" then return end
   for _, k in ipairs(spec.top) do
     if type(out[k]) == "string" then out[k] = url_decode(out[k]) end
   end
@@ -258,10 +271,7 @@ function Client:call(op_name, params, opts)
             { status = res and res.status, retryable = true })
         end
         if out then
-          if decode_listing then
-            s3_decode_listing(decode_listing, out)
-            out.EncodingType = nil
-          end
+          if decode_listing then s3_decode_listing(decode_listing, out) end
           local rm = out.ResponseMetadata or {}
           for k, v in pairs(md) do rm[k] = v end
           out.ResponseMetadata = rm
