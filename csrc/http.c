@@ -684,19 +684,11 @@ static void x_close(xfer *x)
     hbuf_free(&x->head);
 }
 
+/* The request's uservalue 3 keeps its pool alive, and a closed pool has
+ * already finished its transfers, so x_close is right in every state. */
 static int req_gc(lua_State *L)
 {
-    xfer *x = req_check(L, 1);
-    if (x->rt && !x->pool->closed) x_close(x);
-    else if (x->state != X_CLOSED) {
-        if (x->easy) { curl_easy_cleanup(x->easy); x->easy = NULL; }
-        if (x->src) { fclose(x->src); x->src = NULL; }
-        if (x->sink) { fclose(x->sink); x->sink = NULL; }
-        if (x->hdrs) { curl_slist_free_all(x->hdrs); x->hdrs = NULL; }
-        hbuf_free(&x->body);
-        hbuf_free(&x->head);
-        x->state = X_CLOSED;
-    }
+    x_close(req_check(L, 1));
     return 0;
 }
 

@@ -8,31 +8,9 @@ local proc = require "support.proc"
 
 local PYTHON = "/usr/bin/python3"
 
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
--- A temp directory with `files` (name -> text) written into it; removed
--- when the test ends.
-local function with_files(files)
-  local dir = proc.tmpdir("config")
-  finally(function() proc.rmdir(dir) end)
-  for name, text in pairs(files or {}) do write(dir .. "/" .. name, text) end
-  return dir
-end
-
--- config.load with both files in `dir` (missing ones allowed) and an
--- environment table that holds nothing else unless given.
-local function load(dir, env, opts)
-  env = env or {}
-  env.AWS_CONFIG_FILE = env.AWS_CONFIG_FILE or (dir .. "/config")
-  env.AWS_SHARED_CREDENTIALS_FILE = env.AWS_SHARED_CREDENTIALS_FILE or (dir .. "/credentials")
-  local o = { env = env }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return config.load(o)
-end
+local files = require "support.aws_files"
+local write, load = files.write, files.load
+local function with_files(t) return files.with_files(t, "config", finally) end
 
 describe("config.parse_ini", function()
   it("parses sections, options, comments and sub-sections", function()

@@ -11,27 +11,10 @@ local SECRETS = { "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "FwoGZXIvYXdzEXAMP
   "SECRETFROMFILE0123456789", "TOKENFROMFILE0123456789", "SECRETFROMCONFIG987", "CfgToken555" }
 local AKID = "AKIAIOSFODNN7EXAMPLE"
 
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function with_files(files)
-  local dir = proc.tmpdir("credentials")
-  finally(function() proc.rmdir(dir) end)
-  for name, text in pairs(files or {}) do write(dir .. "/" .. name, text) end
-  return dir
-end
-
-local function load(dir, env, opts)
-  env = env or {}
-  env.AWS_CONFIG_FILE = env.AWS_CONFIG_FILE or (dir .. "/config")
-  env.AWS_SHARED_CREDENTIALS_FILE = env.AWS_SHARED_CREDENTIALS_FILE or (dir .. "/credentials")
-  local o = { env = env }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return assert(config.load(o))
-end
+local files = require "support.aws_files"
+local write = files.write
+local function with_files(t) return files.with_files(t, "credentials", finally) end
+local function load(dir, env, opts) return assert(files.load(dir, env, opts)) end
 
 local function assert_no_secret(s, what)
   s = tostring(s)
