@@ -78,6 +78,7 @@ struct xfer {
     aio_rt *rt;
     CURL *easy;
     struct curl_slist *hdrs;
+    struct curl_slist *resolve; /* CURLOPT_RESOLVE entries, "host:port:addr" */
     FILE *src;
     curl_off_t src_start, src_len, src_left;
     FILE *sink;
@@ -193,6 +194,7 @@ static void x_finish(xfer *x, int state)
         x->sink = NULL;
     }
     if (x->hdrs) { curl_slist_free_all(x->hdrs); x->hdrs = NULL; }
+    if (x->resolve) { curl_slist_free_all(x->resolve); x->resolve = NULL; }
 }
 
 /* read_timeout expired. A libev callback, not inside libcurl, so the
@@ -839,6 +841,28 @@ static void x_headers(lua_State *L, xfer *x, int t)
     if (!x->hdrs) luaL_error(L, "out of memory");
 }
 
+/* resolve: pin host names to addresses for this transfer (CURLOPT_RESOLVE),
+ * e.g. to send an AWS host name to a loopback test server. The entries
+ * also land in the pool's DNS cache, as with curl --resolve. */
+static void x_resolve(lua_State *L, xfer *x, int t)
+{
+    if (lua_getfield(L, t, "resolve") != LUA_TNIL) {
+        luaL_argexpected(L, lua_istable(L, -1), t, "'resolve' as a list of \"host:port:address\"");
+        for (int i = 1; lua_rawgeti(L, -1, i) != LUA_TNIL; i++) {
+            size_t n;
+            const char *e = lua_tolstring(L, -1, &n);
+            if (lua_type(L, -1) != LUA_TSTRING || n == 0 || strlen(e) != n || !strchr(e, ':'))
+                luaL_error(L, "option 'resolve' entries must be \"host:port:address\" strings");
+            struct curl_slist *r = curl_slist_append(x->resolve, e);
+            if (!r) luaL_error(L, "out of memory");
+            x->resolve = r;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
 static CURL *pool_get_easy(http_pool *p)
 {
     if (p->nfree > 0) return p->free_easy[--p->nfree];
@@ -848,7 +872,8 @@ static CURL *pool_get_easy(http_pool *p)
 /** http_request(task, opts) -> req | nil, err. opts: method, url, headers,
  * body | body_file [body_offset, body_length], sink_file, stream,
  * stream_buffer, timeout, connect_timeout, low_speed_limit,
- * low_speed_time, verify, cafile, capath, proxy, pool, http_version. */
+ * low_speed_time, verify, cafile, capath, proxy, pool, http_version,
+ * resolve (list of "host:port:address", curl's --resolve). */
 static int http_request(lua_State *L)
 {
     aio_task *t = aio_task_running(L, 1);
@@ -932,6 +957,7 @@ static int http_request(lua_State *L)
     x->easy = pool_get_easy(pool);
     if (!x->easy) luaL_error(L, "curl_easy_init failed");
     x_headers(L, x, 2);
+    x_resolve(L, x, 2);
 
     CURL *e = x->easy;
     curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)x);
@@ -944,6 +970,7 @@ static int http_request(lua_State *L)
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, x_header_cb);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
+    if (x->resolve) curl_easy_setopt(e, CURLOPT_RESOLVE, x->resolve);
     curl_easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 65536L);

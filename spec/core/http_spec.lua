@@ -294,6 +294,27 @@ describe("http transport", function()
     assert.are.equal("InvalidURL", e4.code)
   end)
 
+  it("pins a host name to an address with resolve (curl --resolve)", function()
+    -- .invalid never resolves (RFC 6761): only the pin can reach the server
+    local port = srv:url("/"):match(":(%d+)/")
+    local url = "http://aio-pinned.invalid:" .. port .. "/reqheader"
+    local res, err = run(function()
+      return http.request({ url = url, resolve = { "aio-pinned.invalid:" .. port .. ":127.0.0.1" } })
+    end)
+    assert.is_nil(err)
+    assert.are.equal(200, res.status)
+    -- nginx echoes the Host it received
+    assert.truthy(res.body:find("host: aio-pinned.invalid:" .. port, 1, true))
+    local r2, e2 = run(function() return http.request({ url = "http://aio-unpinned.invalid:" .. port .. "/" }) end)
+    assert.is_nil(r2)
+    assert.are.equal("DNSError", e2.code)
+    assert.has_error(function()
+      run(function() return http.request({ url = url, resolve = "aio-pinned.invalid:1:127.0.0.1" }) end)
+    end)
+    assert.has_error(function() run(function() return http.request({ url = url, resolve = { 42 } }) end) end)
+    assert.has_error(function() run(function() return http.request({ url = url, resolve = { "" } }) end) end)
+  end)
+
   it("raises on wrong argument types and misuse", function()
     assert.has_error(function() run(function() return http.request("http://x/") end) end)
     assert.has_error(function() run(function() return http.request({}) end) end)
