@@ -111,6 +111,30 @@ function M.host_prefix(op, params)
   end))
 end
 
+-- The members present in `params`, in model order (so the request is the
+-- same whatever order `pairs` visits them in). Inputs bind up to fifty
+-- members while a call sets a few, so this walks the params, not the model.
+local function present_members(shape, params)
+  local pos = rawget(shape, "_member_pos")
+  if not pos then
+    pos = {}
+    for i, n in ipairs(shape.member_names) do pos[n] = i end
+    rawset(shape, "_member_pos", pos)
+  end
+  local list, n = {}, 0
+  for k, v in pairs(params) do
+    local p = pos[k]
+    if p and not absent(v) then
+      -- insertion sort: a handful of members
+      local j = n
+      while j > 0 and pos[list[j]] > p do list[j + 1] = list[j]; j = j - 1 end
+      list[j + 1] = k
+      n = n + 1
+    end
+  end
+  return list, n
+end
+
 --- Bind the input members that live outside the body.
 -- @return req, has_body_members (a member without location is set)
 function M.bind(svc, op, params)
@@ -126,12 +150,13 @@ function M.bind(svc, op, params)
     common.check_table(params, input.target.name, "structure")
     local shape = input.target
     common.check_members(shape, params, shape.name)
-    local members, names = shape.members, shape.member_names
+    local members = shape.members
     local named, maps = nil, nil
-    for i = 1, #names do
+    local names, count = present_members(shape, params)
+    for i = 1, count do
       local m = names[i]
       local v = params[m]
-      if not absent(v) then
+      do
         local mref = members[m]
         local loc = mref.location
         local where = shape.name .. "." .. m
@@ -276,33 +301,53 @@ local function header_value(ref, s)
   return scalar(ref, s)
 end
 
+-- Per output shape, once: lower-cased header name -> member, the prefix
+-- maps (x-amz-meta-) and the status-code members. A response carries about
+-- ten headers while S3 outputs bind up to fifty, so parsing walks the
+-- headers, not the members.
+local function located_index(shape)
+  local idx = rawget(shape, "_located_index")
+  if idx then return idx end
+  idx = { header = {}, prefixes = {}, status = {} }
+  local members = shape.members
+  for _, m in ipairs(shape.member_names) do
+    local mref = members[m]
+    local loc = mref.location
+    if loc == "header" then
+      idx.header[lower(mref.locationName or m)] = { m, mref }
+    elseif loc == "headers" then
+      local prefix = lower(mref.locationName or "")
+      idx.prefixes[#idx.prefixes + 1] = { m, mref, prefix, #prefix }
+    elseif loc == "statusCode" then
+      idx.status[#idx.status + 1] = m
+    end
+  end
+  rawset(shape, "_located_index", idx)
+  return idx
+end
+
 --- Fill `out` with the output members bound to the status code and headers.
 -- (raises the XML module's PARSE error for malformed values)
 function M.read_located(shape, response, out)
   local headers = response.headers or {}
-  local members, names = shape.members, shape.member_names
-  for i = 1, #names do
-    local m = names[i]
-    local mref = members[m]
-    local loc = mref.location
-    if loc == "header" then
-      local v = headers[lower(mref.locationName or m)]
-      if v ~= nil then out[m] = header_value(mref, v) end
-    elseif loc == "headers" then
-      local prefix = lower(mref.locationName or "")
-      local plen = #prefix
-      local map = {}
-      for name, v in pairs(headers) do
-        local lname = lower(name)
-        if sub(lname, 1, plen) == prefix then
-          map[sub(lname, plen + 1)] = scalar(mref.value, v)
-        end
+  local idx = located_index(shape)
+  local by_header, prefixes = idx.header, idx.prefixes
+  local np = #prefixes
+  for i = 1, np do out[prefixes[i][1]] = {} end
+  for name, v in pairs(headers) do
+    -- http.lua gives lower-case names; a transport handed in may not
+    local lname = find(name, "%u") and lower(name) or name
+    local hit = by_header[lname]
+    if hit then out[hit[1]] = header_value(hit[2], v) end
+    for i = 1, np do
+      local p = prefixes[i]
+      if sub(lname, 1, p[4]) == p[3] then
+        out[p[1]][sub(lname, p[4] + 1)] = scalar(p[2].value, v)
       end
-      out[m] = map
-    elseif loc == "statusCode" then
-      out[m] = response.status
     end
   end
+  local st = idx.status
+  for i = 1, #st do out[st[i]] = response.status end
   return out
 end
 
