@@ -10,6 +10,7 @@
  *   base64_encode(s) hex_encode(s)     string
  *   base64_decode(s) hex_decode(s)     string, or nil, errmsg on invalid input
  *   uri_encode(s [, encode_slash])     RFC 3986 percent-encoding
+ *   uri_decode(s [, plus])             %XX -> byte (malformed kept); plus: '+' -> ' '
  *   secure_equals(a, b)                constant-time string comparison
  *   hasher(alg)                        streaming digest object ("aio_aws.hasher")
  *
@@ -523,6 +524,44 @@ static int crypto_hasher_tostring(lua_State *L)
     return 1;
 }
 
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* uri_decode(s [, plus]): Python's urllib.parse.unquote (plus: unquote_plus,
+ * as botocore decodes S3 listings with EncodingType=url). A '%' not
+ * followed by two hex digits is kept as is. Bytes out, no UTF-8 check. */
+static int crypto_uri_decode_l(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    int plus = lua_toboolean(L, 2);
+    const char *pct = memchr(s, '%', n);
+    if (!pct && !(plus && memchr(s, '+', n))) { lua_settop(L, 1); return 1; }
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, n);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int hi, lo;
+        if (c == '%' && i + 2 < n
+            && (hi = hexval((unsigned char)s[i + 1])) >= 0 && (lo = hexval((unsigned char)s[i + 2])) >= 0) {
+            out[o++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else if (c == '+' && plus) {
+            out[o++] = ' ';
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    luaL_pushresultsize(&b, o);
+    return 1;
+}
+
 static const luaL_Reg crypto_hasher_methods[] = {
     { "update", crypto_hasher_update },
     { "digest", crypto_hasher_digest },
@@ -553,6 +592,7 @@ static const luaL_Reg crypto_funcs[] = {
     { "hex_encode", crypto_hex_encode },
     { "hex_decode", crypto_hex_decode },
     { "uri_encode", crypto_uri_encode_l },
+    { "uri_decode", crypto_uri_decode_l },
     { "secure_equals", crypto_secure_equals },
     { "hasher", crypto_hasher_new },
     { NULL, NULL },

@@ -48,6 +48,8 @@ for path in spec["data"]:
         "hex": d.hex(),
         "uri": urllib.parse.quote(d, safe="/"),
         "uri_slash": urllib.parse.quote(d, safe=""),
+        "unquote": urllib.parse.unquote_to_bytes(d).hex(),
+        "unquote_plus": urllib.parse.unquote_to_bytes(d.replace(b"+", b" ")).hex(),
     })
 for key, msg in spec["hmac"]:
     out["hmac"].append(hmac.new(open(key, "rb").read(), open(msg, "rb").read(),
@@ -78,7 +80,8 @@ end
 local function inputs()
   math.randomseed(3720)
   local t = { "", "a", "abc", "\0", "a\0b\0\0c", "The quick brown fox jumps over the lazy dog",
-              "123456789", "a b/c?d=e&f~g+h", "ü€😀ሴ", "%2F%zz%", "-._~ABCxyz019!*'();:@&=+$,/?#[]" }
+              "123456789", "a b/c?d=e&f~g+h", "ü€😀ሴ", "%2F%zz%", "a%2", "%41%4a%4A%g1%", "+%2B+%20%%25",
+              "events/dt%3D2026-11-01/part%2B1+x", "-._~ABCxyz019!*'();:@&=+$,/?#[]" }
   local all = {}
   for i = 0, 255 do all[#all + 1] = string.char(i) end
   t[#t + 1] = table.concat(all)
@@ -212,6 +215,8 @@ describe("crypto", function()
           assert.are.equal(w.uri, core.uri_encode(d), label .. " uri_encode")
           assert.are.equal(w.uri, core.uri_encode(d, false), label .. " uri_encode keep /")
           assert.are.equal(w.uri_slash, core.uri_encode(d, true), label .. " uri_encode encode /")
+          assert.are.equal(w.unquote, core.hex_encode(core.uri_decode(d)), label .. " uri_decode")
+          assert.are.equal(w.unquote_plus, core.hex_encode(core.uri_decode(d, true)), label .. " uri_decode plus")
         end
       end
     end)
@@ -283,7 +288,7 @@ describe("crypto", function()
     it("wrong argument types raise", function()
       for _, name in ipairs({ "sha256", "sha256_hex", "sha1", "md5", "md5_hex", "md5_base64", "crc32",
                               "crc32c", "base64_encode", "base64_decode", "hex_encode", "hex_decode",
-                              "uri_encode", "hasher" }) do
+                              "uri_encode", "uri_decode", "hasher" }) do
         assert.has_error(function() core[name]() end, nil, name .. "()")
         assert.has_error(function() core[name]({}) end, nil, name .. "({})")
         assert.has_error(function() core[name](true) end, nil, name .. "(true)")
