@@ -5,8 +5,19 @@
  *   core.http_request(task, opts) -> req | nil, err      (then the task yields)
  *       resumed with: response {status, headers, header_list, body, ...} | nil, err
  *   req:take(max) -> string | false (wait) | nil (end) | nil, err    (stream mode)
- *   req:wait(task)     registers the running task for more data (then yield)
+ *   req:wait(task [, what])  registers the running task (then yield) for
+ *                      "data" (default), "space" (feed mode) or "response"
  *   req:close()        stops the transfer; idempotent, also __gc / __close
+ *
+ * Feed mode (opts.body_source, a function the Lua layer calls, never C):
+ * the request body comes from req:feed(s) calls made by the requesting
+ * task before it waits for the response, with back-pressure: feed refuses
+ * (false) while `feed_buffer` bytes wait unsent, and the task waits for
+ * "space". The read callback only copies from that buffer, pausing the
+ * upload (CURL_READFUNC_PAUSE) when it is empty; feed() unpauses it.
+ *   req:feed(s) -> true | false (full: wait for "space") | nil (transfer over)
+ *   req:feed_end([errmsg])  no more data; with errmsg, abort (BodyReadError)
+ *   req:result()       the response (or nil, err) once the transfer is done
  *
  * libcurl callbacks here only copy bytes and flip flags; results are turned
  * into Lua values later, by the runtime's dispatcher, inside lua_pcall. */
@@ -70,7 +81,7 @@ typedef struct http_pool http_pool;
 typedef struct xfer xfer;
 
 enum { X_NEW, X_RUNNING, X_DONE, X_CLOSED };
-enum { W_NONE, W_RESPONSE, W_HEAD, W_DATA };
+enum { W_NONE, W_RESPONSE, W_HEAD, W_DATA, W_SPACE };
 
 struct xfer {
     aio_op op;
@@ -81,6 +92,13 @@ struct xfer {
     struct curl_slist *resolve; /* CURLOPT_RESOLVE entries, "host:port:addr" */
     FILE *src;
     curl_off_t src_start, src_len, src_left;
+    int feed;             /* body fed from Lua through req:feed (feed mode) */
+    int feed_eof;         /* req:feed_end called */
+    int src_paused;       /* the read callback paused the upload (buffer empty) */
+    hbuf fbuf;            /* fed bytes not sent yet */
+    size_t feed_high;     /* feed() refuses more while this much waits */
+    curl_off_t fed;       /* bytes fed so far */
+    curl_off_t feed_len;  /* declared body length, or -1 (chunked) */
     FILE *sink;
     int sink_used;        /* the body went to the sink (2xx response) */
     hbuf body, head;
@@ -160,7 +178,8 @@ static void x_notify(xfer *x)
         return;
     int ready = x->state != X_RUNNING ||
                 (x->wait == W_HEAD && x->head_done) ||
-                (x->wait == W_DATA && hbuf_avail(&x->body) > 0);
+                (x->wait == W_DATA && hbuf_avail(&x->body) > 0) ||
+                (x->wait == W_SPACE && hbuf_avail(&x->fbuf) <= x->feed_high / 2);
     if (!ready)
         return;
     if (aio_task_complete(x->waiter, &x->op)) {
@@ -186,6 +205,7 @@ static void x_finish(xfer *x, int state)
         x->easy = NULL;
     }
     if (x->src) { fclose(x->src); x->src = NULL; }
+    hbuf_free(&x->fbuf); /* unsent fed bytes are useless now */
     if (x->sink) {
         if (fclose(x->sink) != 0 && x->result == CURLE_OK) {
             x->result = CURLE_WRITE_ERROR;
@@ -331,6 +351,29 @@ static size_t x_read_cb(char *buf, size_t size, size_t nitems, void *ud)
     return got;
 }
 
+/* Feed mode: copy what req:feed buffered. With nothing buffered, pause
+ * the upload (curl calls again after curl_easy_pause(CURLPAUSE_CONT),
+ * CURLOPT_READFUNCTION) and wake a feeder waiting for space. */
+static size_t x_feed_read_cb(char *buf, size_t size, size_t nitems, void *ud)
+{
+    xfer *x = ud;
+    size_t want = size * nitems, avail = hbuf_avail(&x->fbuf);
+    if (avail == 0) {
+        if (x->feed_eof) return 0;
+        x->src_paused = 1;
+        /* waiting for our own feeder is not the server being slow */
+        if (x->idle_secs > 0) ev_timer_stop(x->rt->loop, &x->idle);
+        x_notify(x);
+        return CURL_READFUNC_PAUSE;
+    }
+    size_t n = want < avail ? want : avail;
+    memcpy(buf, x->fbuf.p + x->fbuf.off, n);
+    x->fbuf.off += n;
+    x_active(x);
+    x_notify(x);
+    return n;
+}
+
 /* Connected (or a connection reused), request about to go out: from here
  * on read_timeout alone applies (CURLOPT_PREREQFUNCTION, libcurl 7.80). */
 static int x_prereq_cb(void *ud, char *primary_ip, char *local_ip, int primary_port, int local_port)
@@ -392,6 +435,7 @@ static const char *x_error_code(CURLcode rc, int *retryable)
     case CURLE_PARTIAL_FILE:
     case CURLE_HTTP2:
     case CURLE_HTTP2_STREAM:
+    case CURLE_SEND_FAIL_REWIND: /* a fed body cannot be resent on a new connection */
         *retryable = 1;
         return "ConnectionError";
     case CURLE_WEIRD_SERVER_REPLY:
@@ -494,6 +538,8 @@ static void x_push_head(lua_State *L, xfer *x)
     lua_setfield(L, -2, "new_connections");
 }
 
+static int x_push_result(lua_State *L, xfer *x, int kind);
+
 static int x_deliver(lua_State *L, aio_op *op)
 {
     xfer *x = (xfer *)op;
@@ -507,10 +553,16 @@ static int x_deliver(lua_State *L, aio_op *op)
     x->waiter = NULL;
     if (kind == W_HEAD) x->head_delivered = 1;
     x_release(x);
-    if (kind == W_DATA) {
+    if (kind == W_DATA || kind == W_SPACE) {
         lua_pushboolean(L, 1);
         return 1;
     }
+    return x_push_result(L, x, kind);
+}
+
+/* The response (head only for W_HEAD) or nil, err. */
+static int x_push_result(lua_State *L, xfer *x, int kind)
+{
     int failed = x->state == X_DONE && x->result != CURLE_OK;
     if (failed && !(kind == W_HEAD && x->head_done && x->status >= 200)) {
         return x_push_error(L, x);
@@ -684,6 +736,7 @@ static void x_close(xfer *x)
     }
     hbuf_free(&x->body);
     hbuf_free(&x->head);
+    hbuf_free(&x->fbuf);
 }
 
 /* The request's uservalue 3 keeps its pool alive, and a closed pool has
@@ -892,6 +945,11 @@ static int http_request(lua_State *L)
     const char *proxy = opt_str(L, 2, "proxy", NULL);
     const char *httpv = opt_str(L, 2, "http_version", NULL);
     if (body && body_file) luaL_error(L, "options 'body' and 'body_file' are exclusive");
+    int feed = lua_getfield(L, 2, "body_source") != LUA_TNIL;
+    if (feed && lua_type(L, -1) != LUA_TFUNCTION) luaL_error(L, "option 'body_source' must be a function");
+    lua_pop(L, 1);
+    if (feed && (body || body_file))
+        luaL_error(L, "option 'body_source' excludes 'body' and 'body_file'");
     {
         /* Check the URL now (RFC 3986 syntax as libcurl parses it, http or
          * https only) so a bad one fails at once, before any I/O. */
@@ -927,6 +985,8 @@ static int http_request(lua_State *L)
     int has_blen = blen >= 0;
     lua_Integer hw = opt_int(L, 2, "stream_buffer", 1 << 20);
     if (hw < 1) hw = 1;
+    lua_Integer fhw = opt_int(L, 2, "feed_buffer", 1 << 20);
+    if (fhw < 1) fhw = 1;
     http_pool *pool;
     lua_settop(L, 2);
     if (lua_getfield(L, 2, "pool") != LUA_TNIL) {
@@ -993,7 +1053,7 @@ static int http_request(lua_State *L)
 
     if (strcmp(method, "HEAD") == 0) {
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-    } else if (strcmp(method, "GET") != 0 || body || body_file) {
+    } else if (strcmp(method, "GET") != 0 || body || body_file || feed) {
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
     }
     if (body) {
@@ -1025,6 +1085,17 @@ static int http_request(lua_State *L)
         curl_easy_setopt(e, CURLOPT_READDATA, x);
         curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, x_seek_cb);
         curl_easy_setopt(e, CURLOPT_SEEKDATA, x);
+    } else if (feed) {
+        /* Without a length, HTTP/1.1 chunked transfer coding. No seek
+         * function: what was sent is gone, so a resend fails with
+         * CURLE_SEND_FAIL_REWIND and the caller retries from the start. */
+        x->feed = 1;
+        x->feed_high = (size_t)fhw;
+        x->feed_len = has_blen ? (curl_off_t)blen : -1;
+        curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, has_blen ? (curl_off_t)blen : (curl_off_t)-1);
+        curl_easy_setopt(e, CURLOPT_READFUNCTION, x_feed_read_cb);
+        curl_easy_setopt(e, CURLOPT_READDATA, x);
     }
     if (sink_file) {
         x->sink = fopen(sink_file, "wb");
@@ -1054,13 +1125,27 @@ static int http_request(lua_State *L)
     if (pool->running) pool->running->prev = x;
     pool->running = x;
     rt->in_flight++;
-    x->waiter = t;
-    x->wait = stream ? W_HEAD : W_RESPONSE;
-    lua_pushvalue(L, 1);
-    lua_setiuservalue(L, -2, 2); /* keep the waiting task's userdata alive */
+    if (!feed) { /* in feed mode the task feeds first, then waits */
+        x->waiter = t;
+        x->wait = stream ? W_HEAD : W_RESPONSE;
+        lua_pushvalue(L, 1);
+        lua_setiuservalue(L, -2, 2); /* keep the waiting task's userdata alive */
+    }
     lua_pushvalue(L, -1);
     x->ref = luaL_ref(L, LUA_REGISTRYINDEX);
     return 1;
+}
+
+/* Unpause an upload paused for want of fed data. Not inside a libcurl
+ * callback (allowed there: curl_easy_pause); a download paused for
+ * back-pressure stays paused. */
+static void x_resume_upload(xfer *x)
+{
+    if (x->src_paused && x->state == X_RUNNING) {
+        x->src_paused = 0;
+        x_active(x);
+        curl_easy_pause(x->easy, x->paused ? CURLPAUSE_RECV : CURLPAUSE_CONT);
+    }
 }
 
 /** req:take(max) -> string | false | nil | nil, err (stream mode). */
@@ -1079,7 +1164,7 @@ static int req_take(lua_State *L)
         if (x->paused && x->state == X_RUNNING && hbuf_avail(&x->body) <= x->high_water / 2) {
             x->paused = 0;
             x_active(x);
-            curl_easy_pause(x->easy, CURLPAUSE_CONT);
+            curl_easy_pause(x->easy, x->src_paused ? CURLPAUSE_SEND : CURLPAUSE_CONT);
         }
         return 1;
     }
@@ -1097,23 +1182,121 @@ static int req_take(lua_State *L)
     return 1;
 }
 
-/** req:wait(task) -> boolean: true if the running task must now yield
- * until more data or the end arrives; false if take() can go on. */
+/** req:wait(task [, what]) -> boolean: true if the running task must now
+ * yield until what it waits for happens; false if it already has:
+ * "data" (default): take() can go on; "space": feed() can go on;
+ * "response": result() has the response (the head in stream mode). */
 static int req_wait(lua_State *L)
 {
+    static const char *const whats[] = {"data", "space", "response", NULL};
     xfer *x = req_check(L, 1);
     aio_task *t = aio_task_running(L, 2);
-    if (x->state != X_RUNNING || hbuf_avail(&x->body) > 0) {
+    int what = luaL_checkoption(L, 3, "data", whats);
+    int kind = what == 0 ? W_DATA : what == 1 ? W_SPACE : x->stream ? W_HEAD : W_RESPONSE;
+    int ready = x->state != X_RUNNING ||
+                (kind == W_DATA && hbuf_avail(&x->body) > 0) ||
+                (kind == W_SPACE && hbuf_avail(&x->fbuf) < x->feed_high) ||
+                (kind == W_HEAD && x->head_done);
+    if (ready) {
         lua_pushboolean(L, 0);
         return 1;
     }
-    if (x->waiter) luaL_error(L, "another task is already reading this body");
+    if (x->waiter) luaL_error(L, "another task is already waiting on this request");
     x->waiter = t;
-    x->wait = W_DATA;
+    x->wait = kind;
     lua_pushvalue(L, 2);
     lua_setiuservalue(L, 1, 2);
     lua_pushboolean(L, 1);
     return 1;
+}
+
+/* End a running transfer from Lua (not inside a libcurl callback) with a
+ * body source failure. */
+static void x_abort_body(xfer *x, const char *why)
+{
+    cev_remove(&x->pool->m, x->easy);
+    curl_easy_cleanup(x->easy); /* part of a request went out: not reusable */
+    x->easy = NULL;
+    x->fail_code = "BodyReadError";
+    x->result = CURLE_ABORTED_BY_CALLBACK;
+    snprintf(x->errbuf, sizeof x->errbuf, "request body source failed: %s", why);
+    x_finish(x, X_DONE);
+    x_notify(x);
+    x_release(x);
+}
+
+/** req:feed(s) -> true (taken) | false (full: wait for "space") | nil
+ * (the transfer is over: stop feeding). Feed mode only. */
+static int req_feed(lua_State *L)
+{
+    xfer *x = req_check(L, 1);
+    size_t n;
+    const char *s = luaL_checklstring(L, 2, &n);
+    if (!x->feed) luaL_error(L, "req:feed: the request is not in feed mode (body_source)");
+    if (x->feed_eof) luaL_error(L, "req:feed: called after feed_end");
+    if (x->state != X_RUNNING) {
+        lua_pushnil(L);
+        return 1;
+    }
+    if (hbuf_avail(&x->fbuf) >= x->feed_high) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (x->feed_len >= 0 && x->fed + (curl_off_t)n > x->feed_len) {
+        /* more than the Content-Length sent: the source changed under us */
+        char msg[128];
+        snprintf(msg, sizeof msg, "more than the declared %lld bytes", (long long)x->feed_len);
+        x_abort_body(x, msg);
+        lua_pushnil(L);
+        return 1;
+    }
+    if (n > 0) {
+        if (hbuf_add(&x->fbuf, s, n) != 0) luaL_error(L, "out of memory buffering the request body");
+        x->fed += (curl_off_t)n;
+        x_resume_upload(x);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/** req:feed_end([errmsg]): the body is complete; with errmsg the source
+ * failed and the transfer ends with BodyReadError. */
+static int req_feed_end(lua_State *L)
+{
+    xfer *x = req_check(L, 1);
+    const char *why = luaL_optstring(L, 2, NULL);
+    if (!x->feed) luaL_error(L, "req:feed_end: the request is not in feed mode (body_source)");
+    x->feed_eof = 1;
+    if (x->state != X_RUNNING) return 0;
+    if (why) {
+        x_abort_body(x, why);
+        return 0;
+    }
+    if (x->feed_len >= 0 && x->fed < x->feed_len) {
+        /* Ending early would leave the server waiting for the rest. */
+        char msg[160];
+        snprintf(msg, sizeof msg, "ended after %lld of the declared %lld bytes",
+                 (long long)x->fed, (long long)x->feed_len);
+        x_abort_body(x, msg);
+        return 0;
+    }
+    x_resume_upload(x);
+    return 0;
+}
+
+/** req:result() -> response | nil, err: what a waiter for "response"
+ * would receive, once req:wait(task, "response") returned false. */
+static int req_result(lua_State *L)
+{
+    xfer *x = req_check(L, 1);
+    int kind = x->stream ? W_HEAD : W_RESPONSE;
+    if (x->state == X_RUNNING && !(kind == W_HEAD && x->head_done))
+        luaL_error(L, "req:result: the response has not arrived (wait for it)");
+    if (x->waiter) luaL_error(L, "req:result: a task is waiting on this request");
+    if (kind == W_HEAD) x->head_delivered = 1;
+    int n = x_push_result(L, x, kind);
+    x_release(x);
+    return n;
 }
 
 static int req_tostring(lua_State *L)
@@ -1137,6 +1320,9 @@ void aio_http_open(lua_State *L)
     static const luaL_Reg req_methods[] = {
         {"take", req_take},
         {"wait", req_wait},
+        {"feed", req_feed},
+        {"feed_end", req_feed_end},
+        {"result", req_result},
         {"close", req_close},
         {"cancel", req_close}, /* the waitable interface of aio_aws.async */
         {NULL, NULL}};

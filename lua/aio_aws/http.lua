@@ -5,7 +5,11 @@
 --
 -- Options: `method`, `url`, `headers` (map, or list of {name, value}),
 -- `body` (string) or `body_file` (path, streamed; `body_offset`,
--- `body_length` for a range), `sink_file` (write a 2xx body to this path;
+-- `body_length` for a range), or `body_source` (a function returning the
+-- next chunk of the body, nil at the end, or nil, err; called in the
+-- requesting task, which may wait inside it; `body_length` then gives the
+-- Content-Length, else the body is sent chunked; at most `feed_buffer`
+-- bytes, default 1 MiB, wait unsent), `sink_file` (write a 2xx body to this path;
 -- error bodies stay in `res.body`), `stream` (return at the headers with
 -- `res.body` a Stream), `stream_buffer` (bytes buffered before the transfer
 -- is paused, default 1 MiB), `timeout` (whole transfer), `connect_timeout`,
@@ -144,6 +148,32 @@ end
 Stream.__close = Stream.close
 Stream.__gc = Stream.close
 
+-- Feed mode: pull the body from `source` into the transfer, waiting while
+-- its buffer is full, then wait for the response.
+local function feed_and_wait(t, req, source)
+  while true do
+    local chunk, serr = source()
+    if chunk == nil then
+      req:feed_end(serr ~= nil and tostring(serr) or nil)
+      break
+    end
+    if type(chunk) ~= "string" then
+      error("http.request: body_source must return strings, got " .. type(chunk), 0)
+    end
+    local r = req:feed(chunk)
+    while r == false do
+      if req:wait(t.token, "space") then
+        local ok, e = suspend(t, req)
+        if ok == nil and e then return nil, e end
+      end
+      r = req:feed(chunk)
+    end
+    if r == nil then break end -- over already (an early answer, or a failure)
+  end
+  if req:wait(t.token, "response") then return suspend(t, req) end
+  return req:result()
+end
+
 --- Send a request and wait for the response (see the module comment).
 -- @treturn table|nil response, or nil
 -- @treturn ?table err
@@ -155,7 +185,13 @@ function M.request(opts)
   local t = need_task("http.request")
   local req, err = c_request(t.token, opts)
   if not req then return nil, as_error(err) end
-  local ok, res, e = pcall(suspend, t, req)
+  local source = opts.body_source
+  local ok, res, e
+  if source then
+    ok, res, e = pcall(feed_and_wait, t, req, source)
+  else
+    ok, res, e = pcall(suspend, t, req)
+  end
   if not ok then
     req:close()
     error(res, 0)
