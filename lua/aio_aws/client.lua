@@ -158,7 +158,9 @@ function Client:_prepare(op_name, params, opts)
   if (req.checksum_required or (self._is_s3 and S3_MD5_OPS[op_name])) and body and not headers["content-md5"] then
     headers["content-md5"] = core.md5_base64(body)
   end
-  local creds = self._credentials
+  -- a snapshot, refreshed or fetched first when due (aio_aws.credentials)
+  local creds, cerr = self._credentials:get_frozen()
+  if not creds then return nil, cerr end
   local signed, dbg = sigv4.sign(
     { method = req.method, url = url, headers = headers, body = body, payload_hash = payload_hash },
     creds,

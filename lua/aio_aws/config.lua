@@ -390,6 +390,16 @@ local function convert(name, spec, v, where)
   return v
 end
 
+--- Python's `shlex.split` (POSIX mode): the words of a command line such
+-- as a `credential_process` value (botocore `compat_shell_split`), or nil
+-- for an unclosed quote or a trailing backslash.
+-- @tparam string s
+-- @treturn table|nil words
+function M.shlex_split(s)
+  if type(s) ~= "string" then error("config.shlex_split: string expected", 2) end
+  return shlex_split(s)
+end
+
 -- ---------------------------------------------------------------- Config
 
 -- A copy of a section, its sub-sections copied too (callers get tables
@@ -529,6 +539,25 @@ function Config:with(overrides)
   return c
 end
 
+--- A copy of this config using another profile, as if it had been chosen
+-- explicitly (same files, environment and explicit values). The assume
+-- role provider reads a `source_profile` through it (botocore resolves a
+-- source profile with the environment providers disabled).
+-- @tparam string name
+-- @treturn Config or nil, err ("ProfileNotFound")
+function Config:for_profile(name)
+  if type(name) ~= "string" then error("config:for_profile: name must be a string", 2) end
+  if name ~= "default" and not self._profiles[name] then
+    return nil, errors.new("ProfileNotFound", format("the config profile %q could not be found", name),
+      { profile = name })
+  end
+  local c = setmetatable({}, Config)
+  for k, v in pairs(self) do c[k] = v end
+  c._explicit = copy(self._explicit)
+  c._profile_name, c._profile_source = name, "explicit"
+  return c
+end
+
 --- The profile in use and where its name came from: "explicit",
 -- "AWS_PROFILE", "AWS_DEFAULT_PROFILE" or "default". An explicit profile
 -- takes the environment credentials out of the chain (botocore/credentials.py
@@ -644,7 +673,8 @@ function Config:get(name, service_id)
 end
 
 --- The region: explicit > AWS_REGION > AWS_DEFAULT_REGION > profile
--- `region` > nil (instance metadata comes with issue 4).
+-- `region` > nil. The instance metadata region, the last resort, needs I/O:
+-- `session:client` asks it inside a task (aio_aws.credentials.imds `region`).
 -- @treturn string or nil
 function Config:region()
   return (self:get("region"))

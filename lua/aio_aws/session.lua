@@ -8,6 +8,14 @@
 -- session_token}, config = {...}}`. The shared config and credentials files
 -- are read here (before the first request), never at `require` time.
 -- Returns the session, or `nil, err` for a malformed config file.
+--
+-- Credentials come from aio_aws.credentials' chain. `session:client` may
+-- be called outside a task: the providers that need I/O (assume role, web
+-- identity, credential_process, container, instance metadata) are then
+-- fetched on the client's first request, inside its task. The region is
+-- the configured one; with none, a client made inside a task (without an
+-- `endpoint_url`) asks the instance metadata service once per session
+-- (`session:get_region()`), the last resort of the AWS SDKs.
 local config = require "aio_aws.config"
 local credentials = require "aio_aws.credentials"
 local endpoints = require "aio_aws.endpoints"
@@ -58,6 +66,19 @@ function Session:get_credentials()
   return self._creds
 end
 
+--- The session's region: the configured one, else (inside a task, once
+-- per session) the instance's region from the instance metadata service
+-- unless AWS_EC2_METADATA_DISABLED. nil when there is none.
+function Session:get_region()
+  if self.region or self._imds_region_asked then return self.region end
+  local async = package.loaded["aio_aws.async"]
+  if not (async and async.current()) then return nil end
+  self._imds_region_asked = true
+  local region = require("aio_aws.credentials.imds").region(self._config)
+  if region then self.region = region end
+  return self.region
+end
+
 --- A client for `service` ("s3", "batch", ...). `opts`: endpoint_url,
 -- region, max_pool_connections, connect_timeout, read_timeout,
 -- retries = {mode, max_attempts}, s3 = {addressing_style}, verify,
@@ -74,9 +95,13 @@ function Session:client(service, opts)
     creds, err = self:get_credentials()
   end
   if not creds then return nil, err end
+  local region = opts.region or self.region
+  if region == nil and opts.endpoint_url == nil and not self._config:endpoint_url() then
+    region = self:get_region()
+  end
   return client.new(service, opts, {
     config = self._config,
-    region = opts.region or self.region,
+    region = region,
     credentials = creds,
     endpoints = endpoints,
     validate = validate,

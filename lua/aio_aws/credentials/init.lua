@@ -14,10 +14,23 @@
 --   env -> assume_role -> web_identity -> sso -> shared_credentials_file
 --   -> credential_process -> config_file -> container -> imds
 --
--- This issue provides env, shared_credentials_file and config_file; the
--- others have their place in `ORDER` and are added to `PROVIDERS` by the
--- next issue. An explicitly chosen profile (`config.load{profile=...}`, not
--- AWS_PROFILE) takes the environment provider out, as in botocore.
+-- `sso` is not provided (its place is kept in `ORDER`). An explicitly
+-- chosen profile (`config.load{profile=...}`, not AWS_PROFILE) takes the
+-- environment provider out, and the web identity environment variables
+-- with it, as in botocore.
+--
+-- Providers that need I/O (assume role and web identity: STS;
+-- credential_process: a child process; container and instance metadata:
+-- HTTP) never do it in `load`: they return a *deferred* table
+-- `{deferred = true, fetch = function() end, source}` and `resolve` makes a
+-- credentials object without values whose first `get_frozen()` (inside a
+-- task, e.g. when a client signs its first request) calls `fetch`, shared
+-- by every task waiting for it, like any refresh. So `session:client` works
+-- outside a task whatever the provider; when `resolve` itself runs inside
+-- a task it fetches at once, so a failure is reported where it is asked.
+-- A deferred provider that may turn out not to apply (the instance
+-- metadata service, last in the chain) sets `optional = true`; its fetch
+-- failing with `err.not_found` becomes the chain's "NoCredentials".
 --
 -- A provider is a table `{name, load = function(cfg) end, describe =
 -- function(cfg) end}`. `load` returns a table `{access_key, secret_key,
@@ -48,8 +61,13 @@ M.ORDER = {
 --- name -> module name of the providers this build has.
 M.PROVIDERS = {
   env = "aio_aws.credentials.env",
+  assume_role = "aio_aws.credentials.assume_role",
+  web_identity = "aio_aws.credentials.web_identity",
   shared_credentials_file = "aio_aws.credentials.shared_credentials_file",
+  credential_process = "aio_aws.credentials.process",
   config_file = "aio_aws.credentials.config_file",
+  container = "aio_aws.credentials.container",
+  imds = "aio_aws.credentials.imds",
 }
 
 --- Refresh windows in seconds before expiry (botocore/credentials.py
@@ -60,6 +78,15 @@ M.MANDATORY_REFRESH = 10 * 60
 
 --- Clock used for expiry (epoch seconds); replaceable in tests.
 M.now = os.time
+
+--- Where warnings go (an advisory refresh that failed): `log(level,
+-- message)`; messages never hold a secret. Replaceable (tests, or the
+-- program's own logger); the default writes warnings to stderr.
+function M.log(level, message)
+  if level == "warning" or level == "error" then
+    io.stderr:write(format("aio_aws.credentials %s: %s\n", level, message))
+  end
+end
 
 -- ---------------------------------------------------------------- object
 
@@ -95,6 +122,7 @@ end
 
 mt.__tostring = function(self)
   local v = values[self]
+  if not v.access_key then return format("aio_aws.Credentials(source=%s, not fetched yet)", tostring(v.source)) end
   local extra = ""
   if v.expiration then extra = format(", expires=%s", os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(v.expiration))) end
   return format("aio_aws.Credentials(source=%s, access_key=%s%s)", tostring(v.source), M.mask(v.access_key), extra)
@@ -152,6 +180,23 @@ function M.new(t)
   return obj
 end
 
+--- Credentials to be fetched on first use (see the module comment):
+-- `fetch()` returns what a provider's `load` returns (a table with
+-- `access_key`, `secret_key`, ... and maybe `refresh`), or nil, err. It
+-- runs inside a task (the first `get_frozen()`); later refreshes call the
+-- table's `refresh`, or `fetch` again when it has none but expires.
+-- @tparam table t `source` (string), `fetch` (function)
+-- @treturn Credentials
+function M.deferred(t)
+  if type(t) ~= "table" then error("credentials.deferred: table expected", 2) end
+  if type(t.fetch) ~= "function" then error("credentials.deferred: fetch must be a function", 2) end
+  if type(t.source) ~= "string" then error("credentials.deferred: source must be a string", 2) end
+  local obj = setmetatable({}, mt)
+  values[obj] = { source = t.source }
+  state[obj] = { refresh = t.fetch, deferred = true, io = true }
+  return obj
+end
+
 --- True for a credentials object made by `new`.
 function M.is(v)
   return getmetatable(v) == mt
@@ -166,6 +211,7 @@ end
 -- @tparam[opt] number now epoch seconds (default: `credentials.now()`)
 function Credentials:remaining(now)
   if now ~= nil and type(now) ~= "number" then error("credentials: now must be a number (epoch seconds)", 2) end
+  if not values[self].access_key then return -math.huge end -- deferred, not fetched yet
   local exp = values[self].expiration
   if not exp then return nil end
   return exp - (now or M.now())
@@ -191,58 +237,92 @@ local function refresh_error(self, msg, cause)
     tostring(values[self].source), msg), { cause = cause })
 end
 
--- botocore `RefreshableCredentials._protected_refresh`.
+local function as_error(e)
+  if errors.is(e) then return e end
+  if type(e) == "table" and e.code then return errors.wrap(e) end
+  return errors.new("CredentialError", tostring(e))
+end
+
+-- botocore `RefreshableCredentials._protected_refresh`. The first fetch of
+-- deferred credentials returns the provider's own error (it is the error
+-- of finding the credentials, not of refreshing them).
 local function do_refresh(self, st, now)
   local need = self:refresh_needed(now)
   if not need then return true end
+  local first = values[self].access_key == nil
   local ok, t, err = pcall(st.refresh)
   if not ok then t, err = nil, t end
   if t then
     local exp = parse_expiration(t.expiration)
-    if type(t.access_key) ~= "string" or t.access_key == "" or type(t.secret_key) ~= "string"
-        or t.secret_key == "" or (t.expiration ~= nil and not exp) then
+    if type(t) ~= "table" or type(t.access_key) ~= "string" or t.access_key == "" or type(t.secret_key) ~= "string"
+        or t.secret_key == "" or (t.expiration ~= nil and not exp)
+        or (t.session_token ~= nil and type(t.session_token) ~= "string") then
       err = "the refresh returned incomplete credentials"
     else
-      set_values(self, { access_key = t.access_key, secret_key = t.secret_key, session_token = t.session_token,
+      set_values(self, { access_key = t.access_key, secret_key = t.secret_key,
+        session_token = t.session_token ~= "" and t.session_token or nil,
         expiration = exp, source = t.source or values[self].source })
+      if first and t.refresh then st.refresh = t.refresh end
+      if first and not exp then state[self] = nil end -- never expires: nothing more to refresh
       if self:expired(now) then
         return nil, refresh_error(self, "the refreshed credentials are already expired")
       end
       return true
     end
   end
+  if first then return nil, as_error(err) end
+  local msg = errors.is(err) and err.message or tostring(err)
   if need == "mandatory" then
-    return nil, refresh_error(self, errors.is(err) and err.message or tostring(err), errors.is(err) and err or nil)
+    return nil, refresh_error(self, msg, errors.is(err) and err or nil)
   end
-  return true -- advisory: keep the current credentials
+  -- advisory: keep the current credentials (botocore logs and goes on)
+  M.log("warning", format("refreshing credentials from %s failed, using the current ones until the mandatory "
+    .. "refresh window: %s", tostring(values[self].source), msg))
+  return true
 end
 
 --- The credentials to sign with now: refreshed first when a refresh is
 -- due (advisory window: failures keep the current ones; mandatory window:
--- failures are returned). Inside a task, concurrent callers wait for one
--- refresh instead of starting their own.
+-- failures are returned), fetched first when deferred. Inside a task,
+-- concurrent callers wait for one refresh instead of starting their own.
+-- Outside a task, credentials whose refresh needs I/O are not refreshed:
+-- the current ones are returned inside the advisory window, and an error
+-- in the mandatory window; deferred ones not fetched yet raise (misuse).
 -- @tparam[opt] number now epoch seconds
 -- @treturn Credentials a snapshot that does not change, or nil, err
 function Credentials:get_frozen(now)
   if now ~= nil and type(now) ~= "number" then error("credentials: now must be a number (epoch seconds)", 2) end
   local st = state[self]
-  if st and self:refresh_needed(now) then
+  local need = st and self:refresh_needed(now)
+  if need then
     local async = package.loaded["aio_aws.async"]
+    local in_task = async and async.current()
     local ok, err
-    if async and async.current() then
+    if in_task then
       -- one refresh at a time; a task that waited finds the credentials
       -- fresh (do_refresh checks again) and does not refresh them twice
       st.lock = st.lock or async.Semaphore(1)
-      local got, lerr = st.lock:acquire(60)
+      local got, lerr = st.lock:acquire(300)
       if not got then return nil, lerr end
       local pok, a, b = pcall(do_refresh, self, st, now)
       st.lock:release()
       if not pok then error(a, 0) end
       ok, err = a, b
+    elseif st.io then
+      if values[self].access_key == nil then
+        error(format("credentials from %s are fetched on first use inside a task (aws.run / aws.spawn)",
+          tostring(values[self].source)), 2)
+      end
+      if need == "mandatory" then
+        ok, err = nil, refresh_error(self, "the refresh needs I/O and must run inside a task")
+      else
+        ok = true
+      end
     else
       ok, err = do_refresh(self, st, now)
     end
     if not ok then return nil, err end
+    st = state[self]
   elseif not st and self:expired(now) then
     return nil, errors.new("ExpiredCredentials", format("the credentials from %s have expired",
       tostring(values[self].source)))
@@ -327,6 +407,9 @@ function M.resolve(opts)
       if type(t) ~= "table" then
         return nil, errors.new("InvalidCredentials", format("provider %s returned %s", tostring(p.name), type(t)))
       end
+      if t.deferred then
+        return M.from_deferred(t, p, cfg, looked)
+      end
       local ok, c = pcall(M.new, {
         access_key = t.access_key, secret_key = t.secret_key, session_token = t.session_token,
         expiration = t.expiration, source = t.source or p.name, refresh = t.refresh,
@@ -343,10 +426,52 @@ function M.resolve(opts)
       if not errors.is(err) then err = errors.new("CredentialError", tostring(err)) end
       return nil, err
     end
-    looked[#looked + 1] = p.describe and p.describe(cfg) or tostring(p.name)
+    -- a provider whose describe() returns nil was not configured at all
+    -- (no role_arn, no credential_process, ...): nothing to report
+    if p.describe then
+      local d = p.describe(cfg)
+      if d then looked[#looked + 1] = d end
+    else
+      looked[#looked + 1] = tostring(p.name)
+    end
   end
   return nil, errors.new("NoCredentials", "unable to locate credentials; looked in: "
     .. (#looked > 0 and table.concat(looked, "; ") or "no providers"), { looked_in = looked })
+end
+
+--- The credentials object for a provider's deferred answer (see the
+-- module comment); `looked` lists the places asked before, for the
+-- "NoCredentials" of an optional provider that finds nothing. Inside a
+-- task the credentials are fetched now and a failure returned.
+function M.from_deferred(t, p, cfg, looked)
+  if type(t.fetch) ~= "function" then
+    return nil, errors.new("InvalidCredentials", format("provider %s returned a deferred answer without fetch",
+      tostring(p.name)))
+  end
+  local fetch = t.fetch
+  if t.optional then
+    local before = {}
+    for i, v in ipairs(looked or {}) do before[i] = v end
+    local function not_found(err)
+      local all = {}
+      for i, v in ipairs(before) do all[i] = v end
+      all[#all + 1] = p.describe and p.describe(cfg) or tostring(p.name)
+      return errors.new("NoCredentials", format("unable to locate credentials; looked in: %s (%s)",
+        table.concat(all, "; "), err.message), { looked_in = all, cause = err })
+    end
+    fetch = function()
+      local r, err = t.fetch()
+      if not r and errors.is(err) and err.not_found then return nil, not_found(err) end
+      return r, err
+    end
+  end
+  local c = M.deferred({ source = t.source or tostring(p.name), fetch = fetch })
+  local async = package.loaded["aio_aws.async"]
+  if async and async.current() then
+    local f, err = c:get_frozen()
+    if not f then return nil, err end
+  end
+  return c
 end
 
 --- Helper for providers: credentials out of a profile section with
