@@ -9,7 +9,7 @@ CC         ?= cc
 OPT        ?= -O2 -g
 WARN        = -Wall -Wextra -Werror
 CFLAGS_ALL  = $(WARN) $(OPT) -std=gnu11 -fPIC -fvisibility=hidden $(LUA_CFLAGS)
-LIBS        = -lcurl -lev -lcrypto -lexpat
+LIBS        = -lcurl -lev -lcrypto -lexpat -lhttp_parser
 
 SRCS   = $(wildcard csrc/*.c)
 HDRS   = $(wildcard csrc/*.h)

@@ -15,6 +15,7 @@ void aio_sigv4_open(lua_State *L);   /* sigv4.c: SigV4 signing and presigning */
 void aio_xml_open(lua_State *L);     /* xml.c: expat decoding, XML writer */
 void aio_runtime_open(lua_State *L); /* runtime.c: loop, tasks, timers, driver */
 void aio_http_open(lua_State *L);    /* http.c: libcurl transfers on the loop */
+void aio_http_server_open(lua_State *L); /* http_server.c: HTTP/1.1 server on the loop */
 void aio_signal_open(lua_State *L);  /* signal.c: tasks wait for SIGINT/SIGTERM */
 void aio_process_open(lua_State *L); /* process.c: child processes, pipes read on the loop */
 

@@ -12,6 +12,7 @@ int luaopen_aio_aws_core(lua_State *L)
     aio_xml_open(L);
     aio_runtime_open(L);
     aio_http_open(L);
+    aio_http_server_open(L);
     aio_signal_open(L);
     aio_process_open(L);
     lua_pushliteral(L, "aio_aws.core 0.1");
