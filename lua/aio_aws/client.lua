@@ -396,5 +396,13 @@ function M.new(service_name, opts, deps)
   return setmetatable(self, Client)
 end
 
+-- [paginators, waiters, presigning] (issue 4): the logic lives in these
+-- modules; they add paginate/can_paginate/get_paginator, wait/get_waiter/
+-- waiter_names and generate_presigned_url/generate_presigned_post.
+require("aio_aws.paginator").install(Client)
+require("aio_aws.waiter").install(Client)
+require("aio_aws.presign").install(Client)
+-- [end paginators, waiters, presigning]
+
 M.Client = Client
 return M
