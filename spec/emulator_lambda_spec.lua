@@ -1,0 +1,299 @@
+-- The local endpoint's Lambda service, called directly. Expected values
+-- follow the Lambda API reference (Invoke, GetFunction, ListFunctions) and
+-- the Lambda log format (START / END / REPORT lines).
+local aws = require "aio_aws"
+local core = require "aio_aws.core"
+local cjson = require "cjson"
+local run = require "support.run"
+local store = require "aio_aws.emulator.store"
+local lambda_mod = require "aio_aws.emulator.lambda"
+local logs_mod = require "aio_aws.emulator.logs"
+
+local FIXTURES = "spec/interop/functions"
+
+local function tmpdir()
+  local p = os.tmpname()
+  os.remove(p)
+  assert(store.mkdir_p(p))
+  return p
+end
+
+local function rm_rf(p) os.execute("rm -rf '" .. p .. "'") end
+
+local function copy(src, dst)
+  local f = assert(io.open(src, "rb"))
+  local data = f:read("a")
+  f:close()
+  f = assert(io.open(dst, "wb"))
+  f:write(data)
+  f:close()
+end
+
+local function write(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+describe("emulator lambda (service object)", function()
+  local fdir, logs, lam
+  before_each(function()
+    fdir = tmpdir()
+    for _, name in ipairs(store.list_dir(FIXTURES)) do copy(FIXTURES .. "/" .. name, fdir .. "/" .. name) end
+    write(fdir .. "/broken.lua", "return function(event\n")
+    write(fdir .. "/not a function name.lua", "return function() end\n")
+    write(fdir .. "/README.txt", "not a function\n")
+    logs = assert(logs_mod.new{ clock = os.time })
+    lam = lambda_mod.new{ functions_dir = fdir, logs = logs, region = "eu-west-1", account_id = "123456789012",
+      url = "http://127.0.0.1:1", access_key = "AKIDLOCAL", secret_key = "local-secret" }
+  end)
+  after_each(function()
+    lam:close()
+    rm_rf(fdir)
+  end)
+
+  local function invoke(params)
+    return run(function() return lam:call("Invoke", params) end)
+  end
+
+  local function payload(out) return cjson.decode(out.Payload) end
+
+  describe("ListFunctions and GetFunction", function()
+    it("lists every NAME.lua with its configuration", function()
+      local out = assert(lam:call("ListFunctions", {}))
+      local names = {}
+      for i, f in ipairs(out.Functions) do names[i] = f.FunctionName end
+      assert.same({ "broken", "busy", "caller", "chatty", "configured", "custom_error", "echo", "fail", "marshal",
+        "slow" }, names)
+      assert.is_nil(out.NextMarker)
+      local echo = out.Functions[7]
+      assert.equal("arn:aws:lambda:eu-west-1:123456789012:function:echo", echo.FunctionArn)
+      assert.equal(3, echo.Timeout)        -- Lambda's default timeout
+      assert.equal(128, echo.MemorySize)   -- and memory
+      assert.equal("$LATEST", echo.Version)
+      assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%d%+0000$", echo.LastModified)
+      local f = assert(io.open(FIXTURES .. "/echo.lua", "rb"))
+      local text = f:read("a")
+      f:close()
+      assert.equal(#text, echo.CodeSize)
+      assert.equal(core.base64_encode(core.sha256(text)), echo.CodeSha256)
+      assert.equal("Failed", out.Functions[1].State)
+    end)
+
+    it("pages with MaxItems and Marker", function()
+      local seen, marker, pages = {}, nil, 0
+      repeat
+        local out = assert(lam:call("ListFunctions", { MaxItems = 4, Marker = marker }))
+        pages = pages + 1
+        for _, f in ipairs(out.Functions) do seen[#seen + 1] = f.FunctionName end
+        marker = out.NextMarker
+      until not marker
+      assert.equal(3, pages)
+      assert.equal(10, #seen)
+      local _, err = lam:call("ListFunctions", { MaxItems = 0 })
+      assert.equal("InvalidParameterValueException", err.code)
+    end)
+
+    it("GetFunction reads the file's configuration", function()
+      local out = assert(lam:call("GetFunction", { FunctionName = "configured" }))
+      assert.equal(10, out.Configuration.Timeout)
+      assert.equal(256, out.Configuration.MemorySize)
+      assert.equal("one at a time", out.Configuration.Description)
+      assert.equal(1, out.Concurrency.ReservedConcurrentExecutions)
+      assert(lam:call("GetFunction", { FunctionName = "arn:aws:lambda:eu-west-1:123456789012:function:echo" }))
+      assert(lam:call("GetFunction", { FunctionName = "echo", Qualifier = "$LATEST" }))
+      assert(lam:call("GetFunction", { FunctionName = "echo:$LATEST" }))
+    end)
+
+    it("GetFunction errors", function()
+      local _, err = lam:call("GetFunction", { FunctionName = "nope" })
+      assert.equal("ResourceNotFoundException", err.code)
+      assert.equal(404, err.status)
+      assert.equal("Function not found: arn:aws:lambda:eu-west-1:123456789012:function:nope", err.message)
+      _, err = lam:call("GetFunction", { FunctionName = "echo", Qualifier = "3" })
+      assert.equal("ResourceNotFoundException", err.code)
+      _, err = lam:call("GetFunction", { FunctionName = "../echo" })
+      assert.equal("ResourceNotFoundException", err.code)
+      _, err = lam:call("GetFunction", {})
+      assert.equal("InvalidParameterValueException", err.code)
+    end)
+  end)
+
+  describe("Invoke", function()
+    it("RequestResponse returns the handler's result as JSON", function()
+      local out = assert(invoke({ FunctionName = "echo", Payload = '{"a": [1, 2], "b": {}, "c": []}' }))
+      assert.equal(200, out.StatusCode)
+      assert.is_nil(out.FunctionError)
+      assert.equal("$LATEST", out.ExecutedVersion)
+      local p = payload(out)
+      assert.same({ 1, 2 }, p.event.a)
+      assert.matches('"c":%[%]', out.Payload)   -- an empty array stays an array
+      assert.matches('"b":{}', out.Payload)
+      assert.equal("arn:aws:lambda:eu-west-1:123456789012:function:echo", p.arn)
+      assert.is_true(p.remaining_ok)
+      assert.matches("^%x+%-%x+%-%x+%-%x+%-%x+$", p.request_id)
+      -- no payload: the event is an empty object
+      assert.same({}, payload(assert(invoke({ FunctionName = "echo" }))).event)
+    end)
+
+    it("LogType Tail gives START, the printed lines, END and REPORT", function()
+      local out = assert(invoke({ FunctionName = "echo", LogType = "Tail", Payload = "{}" }))
+      local log = core.base64_decode(out.LogResult)
+      local rid = payload(out).request_id
+      local lines = {}
+      for line in log:gmatch("[^\n]+") do lines[#lines + 1] = line end
+      assert.equal("START RequestId: " .. rid .. " Version: $LATEST", lines[1])
+      assert.equal("echo from echo\t" .. rid, lines[2])
+      assert.equal("END RequestId: " .. rid, lines[3])
+      assert.matches("^REPORT RequestId: " .. rid:gsub("%-", "%%-") .. "\tDuration: %d+%.%d%d ms\tBilled Duration: %d+ ms\t"
+        .. "Memory Size: 128 MB\tMax Memory Used: %d+ MB", lines[4])
+      -- the same lines in CloudWatch Logs, group /aws/lambda/echo
+      local streams = assert(logs:call("DescribeLogStreams", { logGroupName = "/aws/lambda/echo" })).logStreams
+      assert.equal(1, #streams)
+      assert.matches("^%d%d%d%d/%d%d/%d%d/%[%$LATEST%]%x+$", streams[1].logStreamName)
+      local evs = logs:events("/aws/lambda/echo", streams[1].logStreamName)
+      assert.equal(4, #evs)
+      assert.equal("echo from echo\t" .. rid, evs[2].message)
+      -- without Tail there is no LogResult
+      assert.is_nil(assert(invoke({ FunctionName = "echo" })).LogResult)
+    end)
+
+    it("LogResult holds only the last 4 KB", function()
+      local out = assert(invoke({ FunctionName = "chatty", LogType = "Tail", Payload = '{"lines": 100}' }))
+      local log = core.base64_decode(out.LogResult)
+      assert.equal(4096, #log)
+      assert.matches("END RequestId", log)
+      assert.not_matches("START RequestId", log)
+      assert.matches("line 00100 ", log)
+      assert.not_matches("line 00001 ", log)
+    end)
+
+    it("a handler error gives 200, FunctionError Unhandled and the error payload", function()
+      local out = assert(invoke({ FunctionName = "fail", Payload = '{"why": "disk"}', LogType = "Tail" }))
+      assert.equal(200, out.StatusCode)
+      assert.equal("Unhandled", out.FunctionError)
+      local p = payload(out)
+      assert.equal("boom: disk", p.errorMessage)
+      assert.equal("string", type(p.errorType))
+      assert.equal("table", type(p.stackTrace))
+      assert.matches("about to fail", core.base64_decode(out.LogResult))
+      p = payload(assert(invoke({ FunctionName = "custom_error" })))
+      assert.equal("InventoryError", p.errorType)
+      assert.equal("out of stock", p.errorMessage)
+      out = assert(invoke({ FunctionName = "broken" }))
+      assert.equal("Unhandled", out.FunctionError)
+      assert.equal("Runtime.ImportModuleError", payload(out).errorType)
+      out = assert(invoke({ FunctionName = "marshal" }))
+      assert.equal("Unhandled", out.FunctionError)
+      assert.equal("Runtime.MarshalError", payload(out).errorType)
+    end)
+
+    it("a waiting handler is stopped at its timeout", function()
+      local out = assert(invoke({ FunctionName = "slow", Payload = '{"seconds": 30}', LogType = "Tail" }))
+      assert.equal("Unhandled", out.FunctionError)
+      assert.matches("Task timed out after 1%.00 seconds", payload(out).errorMessage)
+      local log = core.base64_decode(out.LogResult)
+      assert.matches("sleeping", log)
+      assert.not_matches("woke up", log)
+      assert.matches("Task timed out after 1%.00 seconds", log)
+      -- and a quick one is not
+      out = assert(invoke({ FunctionName = "slow", Payload = '{"seconds": 0}' }))
+      assert.is_nil(out.FunctionError)
+      assert.equal('"slept"', out.Payload)
+    end)
+
+    it("a busy pure-Lua handler is stopped at its timeout", function()
+      local out = assert(invoke({ FunctionName = "busy", Payload = '{"seconds": 30}' }))
+      assert.equal("Unhandled", out.FunctionError)
+      assert.matches("Task timed out after 1%.00 seconds", payload(out).errorMessage)
+      -- the hook does not outlive the invocation
+      assert.is_nil(debug.gethook())
+    end)
+
+    it("DryRun answers 204 without running; Event answers 202 and runs in the background", function()
+      local out = assert(invoke({ FunctionName = "echo", InvocationType = "DryRun" }))
+      assert.equal(204, out.StatusCode)
+      assert.is_nil(out.Payload)
+      assert.is_nil(logs:events("/aws/lambda/echo", lam:log_stream("echo"))) -- nothing ran
+      run(function()
+        out = assert(lam:call("Invoke", { FunctionName = "echo", InvocationType = "Event", Payload = '{"x": 1}' }))
+        assert.equal(202, out.StatusCode)
+        assert.is_nil(out.Payload)
+        assert.equal(1, lam:pending())
+      end)
+      -- aws.run returned: the background task has finished and logged
+      assert.equal(0, lam:pending())
+      local evs = logs:events("/aws/lambda/echo", lam:log_stream("echo"))
+      assert.matches("^START RequestId", evs[1].message)
+      assert.matches("^echo from echo", evs[2].message)
+    end)
+
+    it("reserved concurrency gives 429 TooManyRequestsException", function()
+      local r1, r2 = run(function()
+        local t1 = aws.spawn(function() return lam:call("Invoke", { FunctionName = "configured", Payload = '{"seconds": 0.3}' }) end)
+        aws.sleep(0.05) -- let the first one start
+        local out, err = lam:call("Invoke", { FunctionName = "configured", Payload = '{"seconds": 0}' })
+        assert.is_nil(out)
+        return assert(t1:wait()), err
+      end)
+      assert.equal(200, r1.StatusCode)
+      assert.equal("TooManyRequestsException", r2.code)
+      assert.equal(429, r2.status)
+      assert.equal("ReservedFunctionConcurrentInvocationLimitExceeded", r2.fields.Reason)
+    end)
+
+    it("the account concurrency limit gives 429 too", function()
+      local small = lambda_mod.new{ functions_dir = fdir, lambda_concurrency = 2 }
+      local results = run(function()
+        local tasks = {}
+        for i = 1, 3 do
+          tasks[i] = aws.spawn(function()
+            local out, err = small:call("Invoke", { FunctionName = "slow", Payload = '{"seconds": 0.2}' })
+            return out and out.StatusCode or err.code
+          end)
+        end
+        local r = {}
+        for i = 1, 3 do r[i] = tasks[i]:wait() end
+        return r
+      end)
+      table.sort(results, function(a, b) return tostring(a) < tostring(b) end)
+      assert.same({ 200, 200, "TooManyRequestsException" }, results)
+    end)
+
+    it("request errors", function()
+      local _, err = invoke({ FunctionName = "nope" })
+      assert.equal("ResourceNotFoundException", err.code)
+      assert.equal(404, err.status)
+      _, err = invoke({ FunctionName = "echo", Qualifier = "1" })
+      assert.equal("ResourceNotFoundException", err.code)
+      _, err = invoke({ FunctionName = "echo", Payload = "{not json" })
+      assert.equal("InvalidRequestContentException", err.code)
+      assert.equal(400, err.status)
+      -- 6 MB = 6,291,456 bytes for RequestResponse
+      local big = '"' .. string.rep("a", 6291456 - 2) .. '"'
+      assert.equal(200, assert(invoke({ FunctionName = "echo", Payload = big })).StatusCode)
+      _, err = invoke({ FunctionName = "echo", Payload = big .. " " })
+      assert.equal("RequestEntityTooLargeException", err.code)
+      assert.equal(413, err.status)
+      -- 256 KB for Event
+      _, err = invoke({ FunctionName = "echo", InvocationType = "Event", Payload = string.rep(" ", 262145) })
+      assert.equal("RequestEntityTooLargeException", err.code)
+      _, err = invoke({ FunctionName = "echo", InvocationType = "Later" })
+      assert.equal("InvalidParameterValueException", err.code)
+      _, err = invoke({ FunctionName = "echo", LogType = "All" })
+      assert.equal("InvalidParameterValueException", err.code)
+      _, err = invoke({})
+      assert.equal("InvalidParameterValueException", err.code)
+    end)
+
+    it("misuse raises", function()
+      assert.has_error(function() lambda_mod.new() end)
+      assert.has_error(function() lambda_mod.new{ functions_dir = 1 } end)
+      assert.has_error(function() lambda_mod.new{ lambda_concurrency = 0 } end)
+      assert.has_error(function() lam:call(5) end)
+      assert.has_error(function() lam:call("Invoke", "x") end)
+      local _, err = lam:call("CreateFunction", {})
+      assert.equal("UnknownOperationException", err.code)
+    end)
+  end)
+end)

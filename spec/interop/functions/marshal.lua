@@ -1,0 +1,4 @@
+-- Returns something JSON cannot hold.
+return function()
+  return { f = print }
+end
