@@ -65,7 +65,7 @@ end
 --- What a request says about its signature, without checking it.
 -- @tparam table req a server request (`headers` with lower-case names, `query`)
 -- @return nil when the request carries no SigV4 credentials at all;
---   else `{kind = "header"|"query", access_key, date, region, service,
+--   else `{kind = "header"|"query"|"query_v2", access_key, date, region, service,
 --   signed_headers = {...}, signature, amz_date, expires}`, or
 --   `{kind = ..., malformed = "why"}` when it is unreadable.
 function M.parse(req)
@@ -101,6 +101,21 @@ function M.parse(req)
     return cred
   end
   local q = req.query
+  if type(q) == "string" and q:find("AWSAccessKeyId=", 1, true) and q:find("Signature=", 1, true) then
+    -- S3 signature version 2 query auth, what boto3 1.29's
+    -- generate_presigned_url makes for S3 unless told s3v4
+    -- (AmazonS3/latest/userguide/RESTAuthentication.html, "Query string
+    -- request authentication alternative")
+    local params = M.parse_query(q)
+    local exp = tonumber(query_get(params, "Expires") or "")
+    local sig = query_get(params, "Signature")
+    if not exp or not sig then
+      return { kind = "query_v2", service = "s3", malformed = "Query-string authentication requires the Signature, "
+        .. "Expires and AWSAccessKeyId parameters" }
+    end
+    return { kind = "query_v2", service = "s3", access_key = query_get(params, "AWSAccessKeyId"),
+      signature = sig, expires = exp, region = "us-east-1" }
+  end
   if type(q) == "string" and q:find("X-Amz-Credential=", 1, true) then
     local params = M.parse_query(q)
     local c = query_get(params, "X-Amz-Credential")
@@ -168,10 +183,79 @@ local function file_sha256(path)
   return hex
 end
 
+local function hmac_sha1(key, msg)
+  -- RFC 2104 over the core's SHA-1 (block size 64)
+  if #key > 64 then key = core.sha1(key) end
+  key = key .. string.rep("\0", 64 - #key)
+  local ipad = key:gsub(".", function(c) return string.char(string.byte(c) ~ 0x36) end)
+  local opad = key:gsub(".", function(c) return string.char(string.byte(c) ~ 0x5c) end)
+  return core.sha1(opad .. core.sha1(ipad .. msg))
+end
+M.hmac_sha1 = hmac_sha1
+
+-- Sub-resources signed by S3 signature version 2 (botocore.auth.HmacV1Auth.QSAOfInterest).
+local V2_SUBRESOURCES = {}
+for name in ([[accelerate acl cors defaultObjectAcl location logging partNumber policy requestPayment
+  torrent versioning versionId versions website uploads uploadId response-content-type
+  response-content-language response-expires response-cache-control response-content-disposition
+  response-content-encoding delete lifecycle tagging restore storageClass notification replication
+  analytics metrics inventory select select-type object-lock]]):gmatch("%S+") do
+  V2_SUBRESOURCES[name] = true
+end
+
+-- Signature version 2 string to sign of a presigned URL:
+-- METHOD \n Content-MD5 \n Content-Type \n Expires \n x-amz-* headers, resource.
+local function v2_string_to_sign(req, expires, bucket_from_host)
+  local h = req.headers or {}
+  local lines = { req.method:upper(), h["content-md5"] or "", h["content-type"] or "", tostring(math.tointeger(expires) or expires) }
+  local amz = {}
+  for k, v in pairs(h) do
+    if k:sub(1, 6) == "x-amz-" then amz[#amz + 1] = k .. ":" .. v end
+  end
+  table.sort(amz)
+  for _, l in ipairs(amz) do lines[#lines + 1] = l end
+  local resource = (bucket_from_host and ("/" .. bucket_from_host) or "") .. (req.path ~= "" and req.path or "/")
+  local sub = {}
+  for item in (req.query or ""):gmatch("[^&]+") do
+    local k, v = item:match("^([^=]*)=?(.*)$")
+    if V2_SUBRESOURCES[k] then
+      sub[#sub + 1] = { k, item:find("=", 1, true) and pct_decode(v) or nil }
+    end
+  end
+  table.sort(sub, function(a, b) return a[1] < b[1] end)
+  for i, p in ipairs(sub) do sub[i] = p[2] and (p[1] .. "=" .. p[2]) or p[1] end
+  if #sub > 0 then resource = resource .. "?" .. table.concat(sub, "&") end
+  lines[#lines + 1] = resource
+  return table.concat(lines, "\n")
+end
+
+local function verify_v2(req, parsed, opts)
+  if parsed.access_key ~= opts.access_key then
+    return fail("InvalidAccessKeyId", 403, "The AWS Access Key Id you provided does not exist in our records.",
+      { AWSAccessKeyId = parsed.access_key })
+  end
+  if opts.now > parsed.expires then
+    return fail("AccessDenied", 403, "Request has expired",
+      { Expires = os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(parsed.expires)),
+        ServerTime = os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(opts.now)) })
+  end
+  local sts = v2_string_to_sign(req, parsed.expires, opts.bucket_from_host)
+  local want = core.base64_encode(hmac_sha1(opts.secret_key, sts))
+  if not core.secure_equals(want, parsed.signature) then
+    return fail("SignatureDoesNotMatch", 403,
+      "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
+      { AWSAccessKeyId = parsed.access_key, StringToSign = sts, SignatureProvided = parsed.signature })
+  end
+  return { kind = "query_v2", access_key = parsed.access_key, region = parsed.region, service = "s3",
+    signature = parsed.signature, payload_hash = sigv4.UNSIGNED_PAYLOAD }
+end
+
 --- Verify a request's signature.
 -- @tparam table req the server request
 -- @tparam table parsed what `M.parse(req)` returned (not nil, not malformed)
--- @tparam table opts `access_key`, `secret_key`, `now` (epoch seconds)
+-- @tparam table opts `access_key`, `secret_key`, `now` (epoch seconds),
+--   `bucket_from_host` (virtual-hosted S3: the bucket is part of what
+--   signature version 2 signs)
 -- @return info `{access_key, region, service, signature, amz_date, kind,
 --   payload_hash, streaming}` where `streaming` (aws-chunked uploads only) is
 --   `{seed_signature, amz_date, region, service, scope, chunker}`:
@@ -180,6 +264,7 @@ end
 --   nil, err where err = `{code, status, message, ...}` with the XML fields
 --   S3 reports (AWSAccessKeyId, StringToSign, SignatureProvided, CanonicalRequest).
 function M.verify(req, parsed, opts)
+  if parsed.kind == "query_v2" then return verify_v2(req, parsed, opts) end
   local h = req.headers or {}
   if parsed.access_key ~= opts.access_key then
     return fail("InvalidAccessKeyId", 403, "The AWS Access Key Id you provided does not exist in our records.",

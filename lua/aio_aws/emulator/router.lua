@@ -264,7 +264,8 @@ function M.new(state)
         return json_error(state, name, code, parsed.malformed, 400, rid)
       end
       local verified, e = auth.verify(req, parsed,
-        { access_key = state.access_key, secret_key = state.secret_key, now = clock() })
+        { access_key = state.access_key, secret_key = state.secret_key, now = clock(),
+          bucket_from_host = info.bucket_from_host })
       if not verified then return auth_error(state, name, e, rid, req.method) end
       for k, v in pairs(verified) do info[k] = v end
     end
