@@ -544,3 +544,138 @@ describe("emulator logs (service object)", function()
     end)
   end)
 end)
+
+-- The same service through a real endpoint on loopback, with the project's
+-- own client: the wire format is the model's, as botocore would see it.
+describe("emulator logs (live, through the endpoint)", function()
+  local aws = require "aio_aws"
+  local emulator = require "aio_aws.emulator"
+  local run = require "support.run"
+  local dir
+  before_each(function() dir = tmpdir() end)
+  after_each(function() rm_rf(dir) end)
+
+  -- Start an endpoint on a free port, run fn(client, em), close it.
+  local function with_logs(fn)
+    return run(function()
+      local em = assert(emulator.start{ data_dir = dir, port = 0 })
+      local session = assert(aws.session{ region = "us-east-1",
+        credentials = { access_key = em.access_key, secret_key = em.secret_key } })
+      local logs = assert(session:client("logs", { endpoint_url = em.url, retries = { max_attempts = 1 } }))
+      local ok, err = pcall(fn, logs, em)
+      em:close()
+      if not ok then error(err, 0) end
+    end)
+  end
+
+  local function now_ms() return os.time() * 1000 end
+
+  it("groups and streams: create, describe, delete and their errors", function()
+    with_logs(function(logs)
+      assert(logs:create_log_group{ logGroupName = "/app/live" })
+      local _, err = logs:create_log_group{ logGroupName = "/app/live" }
+      assert.equal("ResourceAlreadyExistsException", err.code)
+      assert.equal(400, err.status)
+      _, err = logs:create_log_group{ logGroupName = "has space" }
+      assert.equal("InvalidParameterException", err.code)
+      for i = 1, 5 do assert(logs:create_log_group{ logGroupName = "/page/" .. i }) end
+      local all = assert(logs:paginate("DescribeLogGroups", { logGroupNamePrefix = "/page/" }, { page_size = 2 })
+        :build_full_result())
+      assert.equal(5, #all.logGroups)
+      assert.equal("/page/1", all.logGroups[1].logGroupName)
+      assert.equal("arn:aws:logs:us-east-1:123456789012:log-group:/page/1:*", all.logGroups[1].arn)
+      assert(logs:create_log_stream{ logGroupName = "/app/live", logStreamName = "one" })
+      _, err = logs:create_log_stream{ logGroupName = "/app/live", logStreamName = "one" }
+      assert.equal("ResourceAlreadyExistsException", err.code)
+      _, err = logs:create_log_stream{ logGroupName = "/nope", logStreamName = "one" }
+      assert.equal("ResourceNotFoundException", err.code)
+      local s = assert(logs:describe_log_streams{ logGroupName = "/app/live", orderBy = "LastEventTime" })
+      assert.equal("one", s.logStreams[1].logStreamName)
+      assert.equal("number", type(s.logStreams[1].creationTime))
+      _, err = logs:describe_log_streams{ logGroupName = "/app/live", orderBy = "LastEventTime", logStreamNamePrefix = "o" }
+      assert.equal("InvalidParameterException", err.code)
+      assert(logs:delete_log_group{ logGroupName = "/app/live" })
+      _, err = logs:delete_log_group{ logGroupName = "/app/live" }
+      assert.equal("ResourceNotFoundException", err.code)
+      _, err = logs:describe_log_streams{ logGroupName = "/app/live" }
+      assert.equal("ResourceNotFoundException", err.code)
+    end)
+  end)
+
+  it("put, get with tokens, filter, and the PutLogEvents rules", function()
+    with_logs(function(logs)
+      assert(logs:create_log_group{ logGroupName = "g" })
+      assert(logs:create_log_stream{ logGroupName = "g", logStreamName = "s" })
+      assert(logs:create_log_stream{ logGroupName = "g", logStreamName = "t" })
+      local t0 = now_ms() - 60000
+      local evs = {}
+      for i = 1, 30 do evs[i] = { timestamp = t0 + i, message = (i % 3 == 0 and "ERROR " or "INFO ") .. i } end
+      local out = assert(logs:put_log_events{ logGroupName = "g", logStreamName = "s", logEvents = evs,
+        sequenceToken = "anything" })
+      assert.is_nil(out.rejectedLogEventsInfo)
+      assert(logs:put_log_events{ logGroupName = "g", logStreamName = "t",
+        logEvents = { { timestamp = t0 + 100, message = "ERROR in t" } } })
+      -- rejected: 15 days old and 3 hours ahead (separate batches: 24 h span rule)
+      out = assert(logs:put_log_events{ logGroupName = "g", logStreamName = "t", logEvents = {
+        { timestamp = now_ms() - 15 * 86400000, message = "old" }, { timestamp = now_ms() - 15 * 86400000 + 1, message = "old2" } } })
+      assert.equal(1, out.rejectedLogEventsInfo.tooOldLogEventEndIndex)
+      out = assert(logs:put_log_events{ logGroupName = "g", logStreamName = "t", logEvents = {
+        { timestamp = now_ms(), message = "now" }, { timestamp = now_ms() + 3 * 3600000, message = "future" } } })
+      assert.equal(1, out.rejectedLogEventsInfo.tooNewLogEventStartIndex)
+      local _, err = logs:put_log_events{ logGroupName = "g", logStreamName = "s",
+        logEvents = { { timestamp = t0 + 2, message = "b" }, { timestamp = t0 + 1, message = "a" } } }
+      assert.equal("InvalidParameterException", err.code)
+      _, err = logs:put_log_events{ logGroupName = "g", logStreamName = "missing",
+        logEvents = { { timestamp = t0, message = "a" } } }
+      assert.equal("ResourceNotFoundException", err.code)
+
+      -- forward from the head, 7 at a time, until the token repeats
+      local seen, token = {}, nil
+      for _ = 1, 20 do
+        local page = assert(logs:get_log_events{ logGroupName = "g", logStreamName = "s", limit = 7,
+          startFromHead = token == nil or nil, nextToken = token })
+        for _, e in ipairs(page.events) do seen[#seen + 1] = e.message end
+        if page.nextForwardToken == token then break end
+        token = page.nextForwardToken
+      end
+      assert.equal(30, #seen)
+      assert.equal("INFO 1", seen[1])
+      assert.equal("ERROR 30", seen[30])
+      -- the newest page by default, then one page back
+      local last = assert(logs:get_log_events{ logGroupName = "g", logStreamName = "s", limit = 10 })
+      assert.equal("ERROR 21", last.events[1].message)
+      local back = assert(logs:get_log_events{ logGroupName = "g", logStreamName = "s", limit = 10,
+        nextToken = last.nextBackwardToken })
+      assert.equal("INFO 11", back.events[1].message)
+      _, err = logs:get_log_events{ logGroupName = "g", logStreamName = "s", nextToken = "bogus" }
+      assert.equal("InvalidParameterException", err.code)
+
+      local f = assert(logs:paginate("FilterLogEvents", { logGroupName = "g", filterPattern = "ERROR" },
+        { page_size = 4 }):build_full_result())
+      assert.equal(11, #f.events) -- 10 in s, 1 in t
+      assert.equal("ERROR 3", f.events[1].message)
+      assert.equal("t", f.events[#f.events].logStreamName)
+      local one = assert(logs:filter_log_events{ logGroupName = "g", logStreamNames = { "t" }, filterPattern = '"in t"' })
+      assert.equal(1, #one.events)
+      assert.equal("ERROR in t", one.events[1].message)
+    end)
+  end)
+
+  it("state survives a restart of the endpoint", function()
+    local t0 = now_ms()
+    with_logs(function(logs)
+      assert(logs:create_log_group{ logGroupName = "keep" })
+      assert(logs:create_log_stream{ logGroupName = "keep", logStreamName = "s" })
+      assert(logs:put_log_events{ logGroupName = "keep", logStreamName = "s",
+        logEvents = { { timestamp = t0, message = "acknowledged" } } })
+    end)
+    with_logs(function(logs)
+      local out = assert(logs:get_log_events{ logGroupName = "keep", logStreamName = "s", startFromHead = true })
+      assert.equal(1, #out.events)
+      assert.equal("acknowledged", out.events[1].message)
+      assert.equal(t0, out.events[1].timestamp)
+      local s = assert(logs:describe_log_streams{ logGroupName = "keep" }).logStreams[1]
+      assert.equal(t0, s.lastEventTimestamp)
+    end)
+  end)
+end)

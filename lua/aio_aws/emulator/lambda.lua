@@ -291,11 +291,14 @@ function Lambda:log_stream(name)
   return s
 end
 
+-- The handler's frames of a traceback: the runtime's own frames (this
+-- file, the task machinery) below the handler are cut off.
 local function traceback_lines(tb)
   local out = {}
   for line in tostring(tb or ""):gmatch("[^\n]+") do
     line = line:gsub("^%s+", "")
-    if line ~= "stack traceback:" then out[#out + 1] = line end
+    if line:find("aio_aws/emulator/lambda.lua", 1, true) then break end
+    if line ~= "stack traceback:" and line ~= "[C]: in function 'error'" then out[#out + 1] = line end
   end
   return out
 end
