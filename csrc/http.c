@@ -1307,11 +1307,20 @@ static int req_tostring(lua_State *L)
     return 1;
 }
 
+/** walltime() -> epoch seconds with sub-second precision (libev's
+ * ev_time), for log timestamps and request durations. */
+static int http_walltime(lua_State *L)
+{
+    lua_pushnumber(L, ev_time());
+    return 1;
+}
+
 void aio_http_open(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
         {"http_pool", pool_new},
         {"http_request", http_request},
+        {"walltime", http_walltime},
         {NULL, NULL}};
     static const luaL_Reg pool_methods[] = {
         {"close", pool_close_l},

@@ -18,11 +18,19 @@
 -- Misuse (wrong argument types, unknown operation) raises.
 local core = require "aio_aws.core"
 local async = require "aio_aws.async"
+local bodymod = require "aio_aws.body"
+local checksum = require "aio_aws.checksum"
 local errors = require "aio_aws.errors"
+local hooks = require "aio_aws.hooks"
 local http = require "aio_aws.http"
+local log = require "aio_aws.log"
 local model = require "aio_aws.model"
 local protocol = require "aio_aws.protocol"
 local sigv4 = require "aio_aws.sigv4"
+local transfer = require "aio_aws.transfer"
+
+local LOG = log.get("aio_aws.client")
+local walltime = core.walltime
 
 local uri_encode = core.uri_encode
 local concat = table.concat
@@ -133,46 +141,103 @@ function Client:_prepare(op_name, params, opts)
 
   local headers = req.headers
   headers["user-agent"] = self._user_agent
-  local body, body_file = req.body, nil
-  local payload_hash
-  if type(body) == "table" and body.file then
-    body_file = body.file
+  local body = req.body
+  local src, payload_hash, body_file, body_offset, body_length, body_open
+  if body ~= nil and type(body) ~= "string" then
+    -- a file, a file handle or a reader: streamed, never read whole
+    local serr
+    src, serr = bodymod.source(body)
+    if not src then return nil, serr end
     body = nil
-    if self._is_s3 and scheme == "https" then
-      payload_hash = sigv4.UNSIGNED_PAYLOAD
-    else
-      local h = core.hasher("sha256")
-      local f, ferr = io.open(body_file, "rb")
-      if not f then return nil, errors.new("BodyReadError", ferr) end
-      while true do
-        local chunk = f:read(1 << 20)
-        if not chunk then break end
-        h:update(chunk)
-      end
-      f:close()
-      payload_hash = h:hexdigest()
-    end
-  elseif body ~= nil and type(body) ~= "string" then
-    return nil, errors.new("ParamValidation", "streaming body must be a string or {file = path}")
   end
-  if (req.checksum_required or (self._is_s3 and S3_MD5_OPS[op_name])) and body and not headers["content-md5"] then
-    headers["content-md5"] = core.md5_base64(body)
+  local op = svc:operation(op_name)
+  local alg, alg_header = checksum.request_algorithm(op, params, self._request_checksum)
+  if alg == nil and self._is_s3 and S3_MD5_OPS[op_name] then alg = "md5" end
+  if alg == "md5" then
+    -- in-memory bodies only, as before (a streamed one is not read twice)
+    if body and not headers["content-md5"] then headers["content-md5"] = core.md5_base64(body) end
+    alg = nil
+  elseif alg then
+    local hname = checksum.header_name(alg)
+    if alg_header and not headers[alg_header] then headers[alg_header] = alg:upper() end
+    if headers[hname] then
+      alg = nil -- the caller gave the value (botocore: skip the calculation)
+    elseif body then
+      headers[hname] = checksum.compute(alg, body or "")
+      alg = nil
+    elseif not src then
+      headers[hname] = checksum.compute(alg, "")
+      alg = nil
+    end
+  end
+  -- here `alg` is set only for a streamed body that still needs its checksum
+  local trailer = alg and op.has_streaming_input and scheme == "https"
+  if src then
+    local signed_payload = not (self._is_s3 and scheme == "https")
+    if trailer then
+      -- aws-chunked with the checksum in a trailer: one pass over the file
+      -- (botocore _apply_request_trailer_checksum; unsigned, so TLS only)
+      local hname = checksum.header_name(alg)
+      local ce = headers["content-encoding"]
+      headers["content-encoding"] = ce and ("aws-chunked," .. ce) or "aws-chunked"
+      headers["x-amz-trailer"] = hname
+      headers["content-length"] = nil
+      local len = src.length
+      if len then
+        headers["x-amz-decoded-content-length"] = tostring(len)
+        body_length = checksum.chunked_length(len, alg)
+      end
+      payload_hash = checksum.STREAMING_UNSIGNED_TRAILER
+      local talg = alg
+      body_open = function()
+        local read, close = bodymod.open(src)
+        if not read then return nil, close end
+        return checksum.chunked_source(read, len, talg), close
+      end
+    else
+      if alg or signed_payload then
+        -- hash the body first: the header checksum and/or the signed payload
+        local ck = alg and checksum.new(alg)
+        local sha = signed_payload and core.hasher("sha256")
+        local ok, herr = bodymod.each_chunk(src, function(chunk)
+          if ck then ck:update(chunk) end
+          if sha then sha:update(chunk) end
+        end)
+        if not ok then return nil, herr end
+        if ck then headers[checksum.header_name(alg)] = ck:b64digest() end
+        if sha then payload_hash = sha:hexdigest() end
+      else
+        payload_hash = sigv4.UNSIGNED_PAYLOAD
+      end
+      if src.kind == "path" then
+        body_file, body_offset, body_length = src.path, src.offset, src.length
+      else
+        body_length = src.length
+        body_open = function() return bodymod.feeder(src) end
+      end
+    end
+  end
+  local request = { method = req.method, url = url, headers = headers, body = body, payload_hash = payload_hash }
+  local hk = self._hooks
+  if hk and hk.before_sign then
+    hooks.emit(hk.before_sign, op_name, request, self:_ctx(op_name, params, opts))
   end
   -- a snapshot, refreshed or fetched first when due (aio_aws.credentials)
   local creds, cerr = self._credentials:get_frozen()
   if not creds then return nil, cerr end
-  local signed, dbg = sigv4.sign(
-    { method = req.method, url = url, headers = headers, body = body, payload_hash = payload_hash },
-    creds,
+  local signed, dbg = sigv4.sign(request, creds,
     { region = region, service = signing_name, s3 = self._is_s3 or nil,
       unsigned_payload = (self._is_s3 and scheme == "https") or nil })
   return {
-    method = req.method,
-    url = signed.url or url,
+    method = request.method,
+    url = signed.url or request.url,
     headers = signed.headers,
-    body = body,
+    body = request.body,
     body_file = body_file,
-    stream = self._stream_ops[op_name] or nil,
+    body_offset = body_offset,
+    body_length = body_length,
+    body_open = body_open,
+    stream = self._stream_ops[op_name] and true or nil,
     signature = dbg.signature,
   }
 end
@@ -180,12 +245,20 @@ end
 -- Send one prepared request through the transport.
 function Client:_send(prepared)
   if self._transport then return self._transport(prepared) end
-  return http.request({
+  local source, close
+  if prepared.body_open then
+    source, close = prepared.body_open()
+    if not source then return nil, close end
+  end
+  local res, err = http.request({
     method = prepared.method,
     url = prepared.url,
     headers = prepared.headers,
     body = prepared.body,
     body_file = prepared.body_file,
+    body_offset = prepared.body_offset,
+    body_length = prepared.body_length,
+    body_source = source,
     stream = prepared.stream,
     pool = self._pool,
     connect_timeout = self._connect_timeout,
@@ -194,23 +267,44 @@ function Client:_send(prepared)
     verify = self._verify ~= false,
     cafile = type(self._verify) == "string" and self._verify or nil,
   })
+  if close then close() end
+  return res, err
 end
 
---- Call `op_name` (the model's name, e.g. "PutObject") with `params`.
--- `opts.dry_run = true` returns the signed request without sending it.
-function Client:call(op_name, params, opts)
-  if type(op_name) ~= "string" then error("client:call: operation name must be a string", 2) end
-  if params == nil then params = {} end
-  if type(params) ~= "table" then error("client:call: params must be a table", 2) end
-  if opts ~= nil and type(opts) ~= "table" then error("client:call: opts must be a table", 2) end
-  opts = opts or {}
-  if self._closed then error("client:call: the client is closed", 2) end
-  local svc = self._svc
-  if not svc:operation(op_name) then
-    error(("client:call: %s has no operation %s"):format(self.service_name, op_name), 2)
+-- The hook context of a call (allocated only when hooks are registered).
+function Client:_ctx(op_name, params, opts)
+  local ctx = opts._hook_ctx
+  if not ctx then
+    ctx = { operation = op_name, client = self, params = params, attempt = 1 }
   end
-  local ok, verr = self._validate.params(svc, op_name, params)
-  if not ok then return nil, verr end
+  return ctx
+end
+
+-- A streaming output member becomes a Body: Content-Length checked at its
+-- end, and the checksum when this call validates one.
+local function wrap_stream(out, member, res, ck_alg, ck_value)
+  local v = out[member]
+  if bodymod.is(v) then return end
+  local opts = {
+    content_length = res.headers and res.headers["content-length"],
+    checksum = ck_alg and { ck_alg, ck_value } or nil,
+  }
+  if type(v) == "table" and type(v.read) == "function" then
+    out[member] = bodymod.new(v, opts)
+  else
+    out[member] = bodymod.from_string(type(v) == "string" and v or "", opts)
+  end
+end
+
+local function close_body(out)
+  for _, v in pairs(out) do
+    if bodymod.is(v) or getmetatable(v) == http.Stream then v:close() end
+  end
+end
+
+-- One call after validation: attempts, redirects and retries.
+function Client:_call(op_name, params, opts, op)
+  local svc = self._svc
   local decode_listing = self._is_s3 and params.EncodingType == nil and S3_LIST_DECODE[op_name]
   if decode_listing then
     local p = {}
@@ -218,17 +312,51 @@ function Client:call(op_name, params, opts)
     p.EncodingType = "url"
     params = p
   end
+  local vmember = op.httpChecksum and checksum.validation_member(op, params, self._response_checksum)
+  if vmember then
+    local p = {}
+    for k, v in pairs(params) do p[k] = v end
+    p[vmember] = "ENABLED"
+    params = p
+  end
   if opts.dry_run then return self:_prepare(op_name, params, opts) end
   async.need_task("client:" .. model.xform_name(op_name))
+  local resp_algs = op.httpChecksum and checksum.response_algorithms(op, params)
+  local stream_member = self._stream_ops[op_name]
+  local hk = self._hooks
+  local debug_log = LOG:enabled("DEBUG")
 
-  local attempt = self._retry:start(svc:operation(op_name))
+  local attempt = self._retry:start(op)
   local redirected = false
+  local n = 0
   while true do
+    n = n + 1
     local wait = self._retry:before_send()
     if wait and wait > 0 then async.sleep(wait) end
+    if hk and opts._hook_ctx then opts._hook_ctx.attempt = n end
     local prepared, perr = self:_prepare(op_name, params, opts)
     if not prepared then return nil, perr end
-    local res, err = self:_send(prepared)
+    local t0
+    if debug_log then
+      t0 = walltime()
+      LOG:debug("%s %s %s (attempt %d) headers: %s", op_name, prepared.method, log.redact_url(prepared.url), n,
+        table.concat(log.redact_headers(prepared.headers), "; "))
+    end
+    local res, err
+    if hk and hk.before_send then
+      res = hooks.emit(hk.before_send, op_name, prepared, self:_ctx(op_name, params, opts), true)
+    end
+    if res == nil then res, err = self:_send(prepared) end
+    if debug_log then
+      if res then
+        LOG:debug("%s %s %s -> %s in %.3f s (attempt %d, request id %s)", op_name, prepared.method,
+          log.redact_url(prepared.url), tostring(res.status), walltime() - t0, n,
+          tostring(res.headers and (res.headers["x-amzn-requestid"] or res.headers["x-amz-request-id"])))
+      else
+        LOG:debug("%s %s %s -> %s in %.3f s (attempt %d)", op_name, prepared.method,
+          log.redact_url(prepared.url), tostring(err and err.code), walltime() - t0, n)
+      end
+    end
     if res and res.status >= 300 and prepared.stream and type(res.body) == "table" then
       -- an error body to parse, not a stream to hand over
       local whole, rerr = res.body:read_all()
@@ -238,6 +366,17 @@ function Client:call(op_name, params, opts)
     local out
     if res then out, err = protocol.parse(svc, op_name, res) end
     if not out and type(err) ~= "table" then err = errors.new("HTTPError", tostring(err)) end
+    if out then
+      -- flexible checksum validation (botocore handle_checksum_body)
+      local ck_alg, ck_value
+      if resp_algs then ck_alg, ck_value = checksum.pick_response(resp_algs, res.headers or {}) end
+      if stream_member then
+        wrap_stream(out, stream_member, res, ck_alg, ck_value)
+      elseif ck_alg then
+        local ok, cerr = checksum.verify(ck_alg, ck_value, type(res.body) == "string" and res.body or "")
+        if not ok then out, err = nil, cerr end
+      end
+    end
     -- S3 answers a request sent to the wrong region with 301/307/400 and
     -- the bucket's region in x-amz-bucket-region: retry once there and
     -- remember it (botocore S3RegionRedirectorv2).
@@ -258,7 +397,7 @@ function Client:call(op_name, params, opts)
         if out and attempt.crc32_mismatch then
           -- DynamoDB's x-amz-crc32 still mismatched on the last attempt:
           -- the body was damaged in transit (botocore raises ChecksumError).
-          if type(out.Body) == "table" and out.Body.close then out.Body:close() end
+          close_body(out)
           return nil, errors.new("ChecksumError", "response body does not match x-amz-crc32",
             { status = res and res.status, retryable = true })
         end
@@ -277,10 +416,82 @@ function Client:call(op_name, params, opts)
         err.retry_attempts = md.RetryAttempts
         return nil, err
       end
-      if out and type(out.Body) == "table" and out.Body.close then out.Body:close() end
+      if out then close_body(out) end
       if delay > 0 then async.sleep(delay) end
     end
   end
+end
+
+--- Call `op_name` (the model's name, e.g. "PutObject") with `params`.
+-- `opts.dry_run = true` returns the signed request without sending it.
+function Client:call(op_name, params, opts)
+  if type(op_name) ~= "string" then error("client:call: operation name must be a string", 2) end
+  if params == nil then params = {} end
+  if type(params) ~= "table" then error("client:call: params must be a table", 2) end
+  if opts ~= nil and type(opts) ~= "table" then error("client:call: opts must be a table", 2) end
+  opts = opts or {}
+  if self._closed then error("client:call: the client is closed", 2) end
+  local svc = self._svc
+  local op = svc:operation(op_name)
+  if not op then
+    error(("client:call: %s has no operation %s"):format(self.service_name, op_name), 2)
+  end
+  local hk = self._hooks
+  if not hk then
+    -- the hot path: no hook registered, nothing allocated for them
+    local ok, verr = self._validate.params(svc, op_name, params)
+    if not ok then return nil, verr end
+    return self:_call(op_name, params, opts, op)
+  end
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  opts = o
+  local p = {}
+  for k, v in pairs(params) do p[k] = v end -- hooks may edit: not the caller's table
+  params = p
+  local ctx = { operation = op_name, client = self, params = params, attempt = 1 }
+  opts._hook_ctx = ctx
+  if hk.before_parameter_build then
+    -- before validation, as botocore emits before-parameter-build first
+    params = hooks.emit(hk.before_parameter_build, op_name, params, ctx)
+    if type(params) ~= "table" then error("before_parameter_build hooks must leave a params table", 2) end
+    ctx.params = params
+  end
+  local out, err
+  local ok, verr = self._validate.params(svc, op_name, params)
+  if ok then
+    out, err = self:_call(op_name, params, opts, op)
+  else
+    err = verr
+  end
+  if opts.dry_run then return out, err end
+  if out and hk.after_call then
+    local hok, herr = pcall(hooks.emit, hk.after_call, op_name, out, ctx)
+    if not hok then
+      close_body(out) -- the output is lost with the raise: free its connection
+      error(herr, 0)
+    end
+  elseif not out and hk.after_call_error then
+    hooks.emit(hk.after_call_error, op_name, err, ctx)
+  end
+  return out, err
+end
+
+--- Register a hook (aio_aws.hooks): `event`, `fn(payload, ctx)`, and an
+-- operation filter (a name, a list of names, or "*"). Returns a handle
+-- with `remove()`.
+function Client:on(event, fn, filter)
+  local svc = self._svc
+  local reg = self._hooks
+  if not reg then
+    reg = {}
+    self._hooks = reg
+  end
+  local h = hooks.add(reg, event, fn, filter, function(name)
+    local op = svc:operation(name)
+    return op and op.name
+  end, 2)
+  return h
 end
 
 --- Release the client's connections. Idempotent.
@@ -303,11 +514,16 @@ local function check_opts(opts)
     retries = "table", s3 = "table", verify = true, user_agent_extra = "string",
     credentials = "table", transport = "function", use_fips_endpoint = "boolean",
     use_dualstack_endpoint = "boolean", inject_host_prefix = "boolean",
-    service_model = "table",
+    service_model = "table", request_checksum_calculation = "string",
+    response_checksum_validation = "string",
   }
   for k, v in pairs(opts) do
     local want = known[k]
     if not want then error("client: unknown option '" .. tostring(k) .. "'", 3) end
+    if (k == "request_checksum_calculation" or k == "response_checksum_validation")
+        and v ~= "when_supported" and v ~= "when_required" then
+      error(("client: option '%s' must be \"when_supported\" or \"when_required\""):format(k), 3)
+    end
     if want == true then
       if type(v) ~= "boolean" and type(v) ~= "string" then
         error("client: option 'verify' must be a boolean or a CA bundle path", 3)
@@ -316,6 +532,22 @@ local function check_opts(opts)
       error(("client: option '%s' must be a %s"):format(k, want), 3)
     end
   end
+end
+
+-- request_checksum_calculation / response_checksum_validation as set by
+-- the caller's config, environment or profile, else "when_required": the
+-- config module's default is botocore >= 1.36's "when_supported", which
+-- breaks S3-compatible stores (botocore#3415, s3fs#931), so an unset value
+-- is read with that default hidden.
+local function checksum_setting(cfg, name)
+  if not cfg then return "when_required" end
+  local spec = require("aio_aws.config").SETTINGS[name]
+  local saved = spec and spec.default
+  if spec then spec.default = nil end
+  local ok, v = pcall(cfg.get, cfg, name)
+  if spec then spec.default = saved end
+  if not ok then error(v, 0) end
+  return v or "when_required"
 end
 
 --- Create a client (see session:client). `deps` supplies the config,
@@ -363,10 +595,11 @@ function M.new(service_name, opts, deps)
   if not opts.transport then
     pool = http.pool({ max_total = math.tointeger(opts.max_pool_connections) or 10 })
   end
+  -- operation -> its streaming output member (handed over as a Body)
   local stream_ops = {}
   for _, name in ipairs(svc:operation_names()) do
     local op = svc:operation(name)
-    if op.has_streaming_output then stream_ops[name] = true end
+    if op.has_streaming_output then stream_ops[name] = op.output.target.payload end
   end
   local self = {
     service_name = service_name,
@@ -390,9 +623,18 @@ function M.new(service_name, opts, deps)
     _s3_regions = {},
     _inject_host_prefix = opts.inject_host_prefix ~= false,
     _stream_ops = stream_ops,
+    _hooks = false, -- a registry once client:on is used (aio_aws.hooks)
+    _request_checksum = opts.request_checksum_calculation
+      or checksum_setting(cfg, "request_checksum_calculation"),
+    _response_checksum = opts.response_checksum_validation
+      or checksum_setting(cfg, "response_checksum_validation"),
     _user_agent = ("aio-aws-lua/%s lua/5.4%s"):format(VERSION,
       opts.user_agent_extra and (" " .. opts.user_agent_extra) or ""),
   }
+  if self._is_s3 then
+    -- botocore injects these into S3 clients only (boto3 s3.inject)
+    self.upload_file, self.download_file = transfer.upload_file, transfer.download_file
+  end
   return setmetatable(self, Client)
 end
 
