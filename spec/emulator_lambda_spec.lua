@@ -230,8 +230,9 @@ describe("emulator lambda (service object)", function()
 
     it("reserved concurrency gives 429 TooManyRequestsException", function()
       local r1, r2 = run(function()
-        local t1 = aws.spawn(function() return lam:call("Invoke", { FunctionName = "configured", Payload = '{"seconds": 0.3}' }) end)
-        aws.sleep(0.05) -- let the first one start
+        local t1 = aws.spawn(function() return lam:call("Invoke", { FunctionName = "configured", Payload = '{"seconds": 1}' }) end)
+        -- wait until the first one holds the function's only slot
+        while (lam.per_function.configured or 0) == 0 do aws.sleep(0.01) end
         local out, err = lam:call("Invoke", { FunctionName = "configured", Payload = '{"seconds": 0}' })
         assert.is_nil(out)
         return assert(t1:wait()), err
@@ -248,7 +249,7 @@ describe("emulator lambda (service object)", function()
         local tasks = {}
         for i = 1, 3 do
           tasks[i] = aws.spawn(function()
-            local out, err = small:call("Invoke", { FunctionName = "slow", Payload = '{"seconds": 0.2}' })
+            local out, err = small:call("Invoke", { FunctionName = "slow", Payload = '{"seconds": 0.5}' })
             return out and out.StatusCode or err.code
           end)
         end
@@ -294,6 +295,108 @@ describe("emulator lambda (service object)", function()
       assert.has_error(function() lam:call("Invoke", "x") end)
       local _, err = lam:call("CreateFunction", {})
       assert.equal("UnknownOperationException", err.code)
+    end)
+  end)
+end)
+
+-- Through a real endpoint on loopback with the project's own client.
+describe("emulator lambda (live, through the endpoint)", function()
+  local emulator = require "aio_aws.emulator"
+  local dir
+  before_each(function() dir = tmpdir() end)
+  after_each(function() rm_rf(dir) end)
+
+  local function with_lambda(fn)
+    return run(function()
+      local em = assert(emulator.start{ data_dir = dir, port = 0, functions_dir = FIXTURES })
+      local session = assert(aws.session{ region = "us-east-1",
+        credentials = { access_key = em.access_key, secret_key = em.secret_key } })
+      -- one attempt: a 429 must reach the test, not be retried away
+      local lam = assert(session:client("lambda", { endpoint_url = em.url, retries = { max_attempts = 1 },
+        read_timeout = 60 }))
+      local logs = assert(session:client("logs", { endpoint_url = em.url }))
+      local ok, err = pcall(fn, lam, logs, em)
+      em:close()
+      if not ok then error(err, 0) end
+    end)
+  end
+
+  it("ListFunctions and GetFunction", function()
+    with_lambda(function(lam)
+      local out = assert(lam:list_functions{})
+      assert.equal(9, #out.Functions)
+      local names = {}
+      for _, f in ipairs(out.Functions) do names[f.FunctionName] = f end
+      assert.equal("arn:aws:lambda:us-east-1:123456789012:function:echo", names.echo.FunctionArn)
+      local g = assert(lam:get_function{ FunctionName = "configured" })
+      assert.equal(10, g.Configuration.Timeout)
+      assert.equal(256, g.Configuration.MemorySize)
+      assert.equal(1, g.Concurrency.ReservedConcurrentExecutions)
+      local _, err = lam:get_function{ FunctionName = "nope" }
+      assert.equal("ResourceNotFoundException", err.code)
+      assert.equal(404, err.status)
+    end)
+  end)
+
+  it("Invoke: result, Tail logs, CloudWatch Logs, errors and invocation types", function()
+    with_lambda(function(lam, logs)
+      local out = assert(lam:invoke{ FunctionName = "echo", Payload = '{"k": "v"}', LogType = "Tail" })
+      assert.equal(200, out.StatusCode)
+      assert.equal("$LATEST", out.ExecutedVersion)
+      local p = cjson.decode(out.Payload)
+      assert.equal("v", p.event.k)
+      local log = core.base64_decode(out.LogResult)
+      assert.matches("^START RequestId: " .. p.request_id:gsub("%-", "%%-") .. " Version: %$LATEST\n", log)
+      assert.matches("\nREPORT RequestId: [^\n]+Duration: [%d.]+ ms", log)
+      local streams = assert(logs:describe_log_streams{ logGroupName = "/aws/lambda/echo" }).logStreams
+      local ev = assert(logs:get_log_events{ logGroupName = "/aws/lambda/echo",
+        logStreamName = streams[1].logStreamName, startFromHead = true }).events
+      assert.equal("echo from echo\t" .. p.request_id, ev[2].message)
+
+      out = assert(lam:invoke{ FunctionName = "fail", Payload = '{"why": "x"}' })
+      assert.equal(200, out.StatusCode)
+      assert.equal("Unhandled", out.FunctionError)
+      assert.equal("boom: x", cjson.decode(out.Payload).errorMessage)
+
+      out = assert(lam:invoke{ FunctionName = "echo", InvocationType = "DryRun" })
+      assert.equal(204, out.StatusCode)
+      out = assert(lam:invoke{ FunctionName = "echo", InvocationType = "Event", Payload = "{}" })
+      assert.equal(202, out.StatusCode)
+
+      local _, err = lam:invoke{ FunctionName = "nope" }
+      assert.equal("ResourceNotFoundException", err.code)
+      assert.equal(404, err.status)
+      _, err = lam:invoke{ FunctionName = "echo", Qualifier = "7" }
+      assert.equal("ResourceNotFoundException", err.code)
+      _, err = lam:invoke{ FunctionName = "echo", Payload = "{oops" }
+      assert.equal("InvalidRequestContentException", err.code)
+      assert.equal(400, err.status)
+      -- over 6 MB: the server spools the body to a file; still 413
+      _, err = lam:invoke{ FunctionName = "echo", Payload = '"' .. string.rep("z", 6291456) .. '"' }
+      assert.equal("RequestEntityTooLargeException", err.code)
+      assert.equal(413, err.status)
+    end)
+  end)
+
+  it("timeouts, concurrency and handlers that call the endpoint themselves", function()
+    with_lambda(function(lam, _, em)
+      local out = assert(lam:invoke{ FunctionName = "slow", Payload = '{"seconds": 20}' })
+      assert.equal("Unhandled", out.FunctionError)
+      assert.matches("Task timed out after 1%.00 seconds", cjson.decode(out.Payload).errorMessage)
+
+      local first = aws.spawn(function() return lam:invoke{ FunctionName = "configured", Payload = '{"seconds": 1}' } end)
+      local svc = em.services.lambda
+      while (svc.per_function.configured or 0) == 0 do aws.sleep(0.01) end -- the first holds the only slot
+      local _, err = lam:invoke{ FunctionName = "configured", Payload = '{"seconds": 0}' }
+      assert.equal("TooManyRequestsException", err.code)
+      assert.equal(429, err.status)
+      assert.equal(200, assert(first:wait()).StatusCode)
+
+      local t = os.time() * 1000
+      out = assert(lam:invoke{ FunctionName = "caller",
+        Payload = cjson.encode({ group = "from-lambda", stream = "s", timestamp = t, message = "hello from a handler" }) })
+      assert.is_nil(out.FunctionError, out.Payload)
+      assert.same({ messages = { "hello from a handler" } }, cjson.decode(out.Payload))
     end)
   end)
 end)
