@@ -443,8 +443,14 @@ describe("refreshable credentials", function()
       if fail then return nil, require("aio_aws.errors").new("Boom", "no network") end
       return { access_key = "AKIANEW000000001", secret_key = SECRETS[3], expiration = T0 + 3600 }
     end)
+    local logged = {}
+    local old_log = credentials.log
+    credentials.log = function(level, msg) logged[#logged + 1] = level .. ": " .. msg end
+    finally(function() credentials.log = old_log end)
     local f = assert(c:get_frozen(T0 - 14 * 60))
     assert.are.equal("AKIAOLD000000001", f.access_key)
+    assert.are.equal(1, #logged)
+    assert.matches("^warning: refreshing credentials from test failed.*no network", logged[1])
     local none, err = c:get_frozen(T0 - 5 * 60)
     assert.is_nil(none)
     assert.are.equal("CredentialRefreshError", err.code)
@@ -469,6 +475,12 @@ describe("refreshable credentials", function()
     none, err = c:get_frozen(T0)
     assert.is_nil(none)
     assert.matches("incomplete", err.message)
+    for _, junk in ipairs({ "AKIA", 42, true, { access_key = "AKIANEW000000001", secret_key = "s", session_token = 7 } }) do
+      c = refreshable(function() return junk end)
+      none, err = c:get_frozen(T0)
+      assert.is_nil(none)
+      assert.are.equal("CredentialRefreshError", err.code)
+    end
   end)
 
   it("expired credentials that cannot refresh are an error", function()

@@ -252,9 +252,10 @@ local function do_refresh(self, st, now)
   local first = values[self].access_key == nil
   local ok, t, err = pcall(st.refresh)
   if not ok then t, err = nil, t end
+  if t ~= nil and type(t) ~= "table" then t, err = nil, "the refresh returned " .. type(t) end
   if t then
     local exp = parse_expiration(t.expiration)
-    if type(t) ~= "table" or type(t.access_key) ~= "string" or t.access_key == "" or type(t.secret_key) ~= "string"
+    if type(t.access_key) ~= "string" or t.access_key == "" or type(t.secret_key) ~= "string"
         or t.secret_key == "" or (t.expiration ~= nil and not exp)
         or (t.session_token ~= nil and type(t.session_token) ~= "string") then
       err = "the refresh returned incomplete credentials"
