@@ -422,6 +422,11 @@ static int on_headers_complete(http_parser *p)
     c->major = p->http_major;
     c->minor = p->http_minor;
     c->is_head = p->method == HTTP_HEAD;
+    if (p->http_major != 1) {
+        /* HTTP/0.9 ("GET /" alone) is not served; 2.x is not spoken here */
+        c->err_status = p->http_major == 0 ? 400 : 505;
+        return -1;
+    }
     int has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENTLENGTH) && p->content_length > 0);
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > s->max_body) {
         c->err_status = 413; /* RFC 9110 s15.5.14 */

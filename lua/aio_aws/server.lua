@@ -21,7 +21,9 @@
 -- the connection is closed), `request_timeout` (300 s to read a whole
 -- request: 408), `linger_timeout` (2 s to drain input after a final
 -- response), `backlog`, `on_error(err, req)` (called when a handler raises
--- or returns something unusable; default: one line on stderr).
+-- or returns something unusable; default: one line on stderr),
+-- `on_response(req, status, ok, err)` (called once the response has been
+-- sent, ok = true, or could not be, ok = false: e.g. the client left).
 --
 -- `req`: method, target (raw), path (raw, still percent-encoded), query
 -- (raw, without "?"), headers (lower-case name -> value, repeats joined
@@ -63,40 +65,45 @@ end
 
 -- One request: run the handler, answer, wait until the answer has left (so
 -- the loop keeps running while a large body is sent).
-local function serve_one(ex, req, handler, on_error)
+-- ex:respond returns true (wait for the send), false, sent, why (already
+-- over), or nil, why (the body file cannot be sent: nothing was).
+local function serve_one(ex, req, handler, on_error, on_response)
   local t = current()
   local ok, res = xpcall(handler, debug.traceback, req)
   if ok and type(res) ~= "table" then
     ok, res = false, "handler returned " .. type(res) .. " instead of a response table"
   end
-  local wait
+  local r
   if ok then
-    local pok, w, err = pcall(ex.respond, ex, t.token, res)
-    if not pok then
-      ok, res = false, w          -- a malformed response table
-    elseif w == nil then
-      ok, res = false, err        -- its body_file cannot be sent
+    r = table.pack(pcall(ex.respond, ex, t.token, res))
+    if not r[1] then
+      ok, res = false, r[2]         -- a malformed response table
+    elseif r[2] == nil then
+      ok, res = false, r[3]         -- its body_file cannot be sent
     else
-      wait = w
+      table.remove(r, 1)
     end
   end
+  local status = ok and res.status or 500
   if not ok then
     pcall(on_error, res, req)
-    wait = ex:respond(t.token, internal_error())
+    r = table.pack(ex:respond(t.token, internal_error()))
   end
-  if wait then suspend(t, ex) end
+  local sent, why = r[2], r[3]
+  if r[1] then sent, why = suspend(t, ex) end
+  if on_response then pcall(on_response, req, status, sent == true, why) end
 end
 
 -- The acceptor: takes complete requests from the C side and spawns one
 -- task per request. It holds only the C object, so a forgotten server
 -- object can still be collected (its __gc closes it).
-local function acceptor(c, handler, on_error)
+local function acceptor(c, handler, on_error, on_response)
   local t = current()
   local waitable = { cancel = function() c:unwait() end }
   while true do
     local req, ex = c:next()
     if req then
-      spawn(serve_one, ex, req, handler, on_error)
+      spawn(serve_one, ex, req, handler, on_error, on_response)
     elseif c:closing() then
       return
     elseif c:wait(t.token) then
@@ -113,8 +120,8 @@ local NUMBER_OPTS = { "port", "max_header_bytes", "spool_threshold", "max_body_b
 function M.listen(opts)
   if type(opts) ~= "table" then error("server.listen: expected an options table, got " .. type(opts), 2) end
   if type(opts.handler) ~= "function" then error("server.listen: option 'handler' must be a function", 2) end
-  if opts.on_error ~= nil and type(opts.on_error) ~= "function" then
-    error("server.listen: option 'on_error' must be a function", 2)
+  for _, k in ipairs({ "on_error", "on_response" }) do
+    if opts[k] ~= nil and type(opts[k]) ~= "function" then error("server.listen: option '" .. k .. "' must be a function", 2) end
   end
   for _, k in ipairs({ "host", "spool_dir" }) do
     if opts[k] ~= nil and type(opts[k]) ~= "string" then error("server.listen: option '" .. k .. "' must be a string", 2) end
@@ -130,7 +137,7 @@ function M.listen(opts)
   end
   local copts = {}
   for k, v in pairs(opts) do
-    if k ~= "handler" and k ~= "on_error" then copts[k] = v end
+    if type(v) ~= "function" then copts[k] = v end
   end
   local ok, c, err = pcall(c_listen, copts)
   if not ok then error("server.listen: " .. tostring(c), 2) end
@@ -138,7 +145,7 @@ function M.listen(opts)
   local host, port = c:info()
   local self = setmetatable({ host = host, port = port, _c = c }, Server)
   self.url = ("http://%s:%d"):format(host:find(":", 1, true) and ("[" .. host .. "]") or host, port)
-  self._acceptor = spawn(acceptor, c, opts.handler, opts.on_error or default_on_error)
+  self._acceptor = spawn(acceptor, c, opts.handler, opts.on_error or default_on_error, opts.on_response)
   return self
 end
 
