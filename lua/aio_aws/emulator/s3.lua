@@ -395,6 +395,8 @@ end
 -- Returns entries ({key = k} or {prefix = p}), truncated.
 local function walk(b, prefix, delimiter, marker, max)
   local keys = b.keys
+  -- max-keys=0: nothing, and nothing to continue from
+  if max == 0 then return {}, false end
   local i = prefix ~= "" and disk_mod.lower_bound(keys, prefix) or 1
   if marker and marker ~= "" then i = math.max(i, disk_mod.upper_bound(keys, marker)) end
   local out, n, np = {}, 0, #prefix
