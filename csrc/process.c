@@ -10,8 +10,8 @@
  *   proc:kill(signo)   -> true | nil, err   (signals the child's process group)
  *   proc:pid()
  *
- * The child is started with posix_spawnp (glibc reports exec failures as
- * the call's error, so "no such program" is a clean nil, err), in its own
+ * The child is started with fork + execvpe and a close-on-exec report pipe
+ * (so "no such program" is a clean nil, err), in its own
  * process group (so kill reaches `sh -c` and what it started), with only
  * fds 0-2 open, default signal dispositions and an empty signal mask.
  * Pipes are O_CLOEXEC and non-blocking on our side and read by ev_io
@@ -19,14 +19,13 @@
  * supports on its default loop. libev callbacks here only move bytes and
  * flip flags; the waiting task is woken through aio_task_complete and the
  * Lua side (aio_aws.process) calls on_line from that task. */
-#define _GNU_SOURCE /* pipe2, posix_spawn_file_actions_add{chdir,closefrom}_np */
+#define _GNU_SOURCE /* pipe2, execvpe, close_range */
 #include "runtime.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -421,6 +420,86 @@ static char **copy_list(lua_State *L, int t, size_t *n)
     return v;
 }
 
+
+enum { STAGE_FORK = 1, STAGE_SETUP, STAGE_CWD, STAGE_EXEC };
+
+/* The child side of fork: only async-signal-safe calls until exec. A
+ * failure is reported to the parent through `ew` (O_CLOEXEC: closed by a
+ * successful exec) as {stage, errno}, then _exit(127). */
+static void p_child(const spawn_args *sa, const char *cwd, int in, int out, int errfd, int ew)
+{
+    int msg[2] = {STAGE_SETUP, 0};
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    /* Default dispositions (libev's handlers and an ignored SIGPIPE are
+     * not the child's business), then an empty mask. */
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) goto fail;
+    /* Its own process group, so a kill reaches what it starts. */
+    if (setpgid(0, 0) != 0) goto fail;
+    if (in < 0) {
+        in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (in < 0) goto fail;
+    }
+    /* dup2 clears FD_CLOEXEC on the targets; the pipes are all >= 3
+     * (0-2 are open in any sane host), so no target is a source. */
+    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(errfd, 2) < 0) goto fail;
+    /* Descriptors the host opened without O_CLOEXEC stay ours: keep 0-2
+     * and the report pipe only. */
+    if (ew > 3) close_range(3, (unsigned)ew - 1, 0);
+    close_range((unsigned)ew + 1, ~0U, 0);
+    if (cwd && chdir(cwd) != 0) { msg[0] = STAGE_CWD; goto fail; }
+    msg[0] = STAGE_EXEC;
+    execvpe(sa->argv[0], sa->argv, sa->envp ? sa->envp : environ);
+fail:
+    msg[1] = errno;
+    while (write(ew, msg, sizeof msg) < 0 && errno == EINTR) {}
+    _exit(127);
+}
+
+/* fork + exec with the close-on-exec report pipe (what CPython's
+ * _posixsubprocess does), rather than posix_spawn: glibc's posix_spawn
+ * reports exec errors only through CLONE_VFORK shared memory, which
+ * valgrind cannot emulate. Returns the pid, or -1 with *stage and *err. */
+static pid_t p_fork_exec(const spawn_args *sa, const char *cwd, int in, int out, int errfd,
+                         int *stage, int *err)
+{
+    int rep[2];
+    if (pipe2(rep, O_CLOEXEC) != 0) { *stage = STAGE_FORK; *err = errno; return -1; }
+    /* No signal handler of ours may run in the child before exec. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(rep[0]);
+        p_child(sa, cwd, in, out, errfd, rep[1]);
+    }
+    int fork_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(rep[1]);
+    if (pid < 0) { close(rep[0]); *stage = STAGE_FORK; *err = fork_errno; return -1; }
+    setpgid(pid, pid); /* also here: a kill right after us must reach the group */
+    /* Returns at once: EOF when exec succeeded, the report when not. */
+    int msg[2];
+    ssize_t n;
+    do n = read(rep[0], msg, sizeof msg); while (n < 0 && errno == EINTR);
+    close(rep[0]);
+    if (n == (ssize_t)sizeof msg) {
+        /* It has exited (or is about to): reap it here; no ev_child
+         * watches it and the loop is not running, so libev cannot. */
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+        *stage = msg[0];
+        *err = msg[1];
+        return -1;
+    }
+    return pid;
+}
+
 extern char **environ;
 
 /** process_spawn{argv, env, cwd, stdin, mode = "lines"|"capture"|"discard",
@@ -473,7 +552,7 @@ static int p_spawn(lua_State *L)
     /* No Lua errors from here until the arrays are freed. */
     spawn_args sa = {0};
     int fds[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
-    int err = 0;
+    int err = 0, about_cwd = 0;
     const char *what = "cannot run '%s': %s";
     sa.argv = copy_list(L, 2, &sa.nargv);
     if (!sa.argv || sa.nargv < lua_rawlen(L, 2)) err = ENOMEM;
@@ -486,43 +565,16 @@ static int p_spawn(lua_State *L)
         if (pipe2(fds[i], O_CLOEXEC) != 0) { err = errno; what = "cannot run '%s': pipe: %s"; }
     }
 
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    int fa_ok = 0, attr_ok = 0;
-    if (!err && (err = posix_spawn_file_actions_init(&fa)) == 0) fa_ok = 1;
-    if (!err && (err = posix_spawnattr_init(&attr)) == 0) attr_ok = 1;
-    if (!err) {
-        /* dup2 clears FD_CLOEXEC on the target (the child's 0, 1, 2). */
-        if (in_data)
-            err = posix_spawn_file_actions_adddup2(&fa, fds[0][0], 0);
-        else
-            err = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-        if (!err) err = posix_spawn_file_actions_adddup2(&fa, fds[1][1], 1);
-        if (!err) err = posix_spawn_file_actions_adddup2(&fa, fds[2][1], 2);
-        /* Descriptors the host opened without O_CLOEXEC stay ours. */
-        if (!err) err = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-        if (!err && cwd) err = posix_spawn_file_actions_addchdir_np(&fa, cwd);
-    }
-    if (!err) {
-        sigset_t none, all;
-        sigemptyset(&none);
-        sigfillset(&all);
-        sigdelset(&all, SIGKILL);
-        sigdelset(&all, SIGSTOP);
-        posix_spawnattr_setsigmask(&attr, &none);
-        posix_spawnattr_setsigdefault(&attr, &all);
-        posix_spawnattr_setpgroup(&attr, 0);
-        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-                                            POSIX_SPAWN_SETPGROUP);
-    }
     pid_t pid = -1;
     if (!err) {
-        err = posix_spawnp(&pid, sa.argv[0], fa_ok ? &fa : NULL, &attr, sa.argv,
-                           sa.envp ? sa.envp : environ);
-        if (err) pid = -1;
+        int stage = 0;
+        pid = p_fork_exec(&sa, cwd, in_data ? fds[0][0] : -1, fds[1][1], fds[2][1], &stage, &err);
+        if (pid < 0) {
+            if (stage == STAGE_CWD) { what = "cannot use working directory '%s': %s"; about_cwd = 1; }
+            else if (stage == STAGE_SETUP) what = "cannot run '%s': setting up the child: %s";
+            else if (stage == STAGE_FORK) what = "cannot run '%s': fork: %s";
+        }
     }
-    if (fa_ok) posix_spawn_file_actions_destroy(&fa);
-    if (attr_ok) posix_spawnattr_destroy(&attr);
     /* The child's ends are the child's now. */
     if (fds[0][0] >= 0) close(fds[0][0]);
     if (fds[1][1] >= 0) close(fds[1][1]);
@@ -532,7 +584,8 @@ static int p_spawn(lua_State *L)
         if (fds[1][0] >= 0) close(fds[1][0]);
         if (fds[2][0] >= 0) close(fds[2][0]);
         char name[256];
-        snprintf(name, sizeof name, "%s", sa.argv && sa.argv[0] ? sa.argv[0] : "?");
+        snprintf(name, sizeof name, "%s", about_cwd ? cwd :
+                 sa.argv && sa.argv[0] ? sa.argv[0] : "?");
         sa_free(&sa);
         return fail(L, what, name, err);
     }
