@@ -895,3 +895,45 @@ describe("deferred credentials", function()
     assert.has_error(function() credentials.deferred{ source = 1, fetch = print } end)
   end)
 end)
+
+describe("provider helpers", function()
+  it("config.shlex_split splits like Python's shlex.split", function()
+    local config = require "aio_aws.config"
+    local lines = { [[a b  c]], [["two words" 'single q' x\ y]], [[pre"mid dle"post]], [["esc \" \\ \$ \` \n" 'no \esc']],
+      [[  lead trail  ]], [[a\\b]], [[/opt/bin/creds --role "build agent" --x='y z']], [[""]], [[a '' b]] }
+    local script = "import shlex,sys,json\nprint(json.dumps([shlex.split(a) for a in sys.argv[1:]]))"
+    local words = {}
+    for i, l in ipairs(lines) do words[i] = proc.quote(l) end
+    local out = proc.sh("/usr/bin/python3 -c " .. proc.quote(script) .. " " .. table.concat(words, " "))
+    local expected = require("cjson").decode(out)
+    for i, l in ipairs(lines) do
+      assert.are.same(expected[i], config.shlex_split(l), l)
+    end
+    assert.is_nil(config.shlex_split([[a "open]]))
+    assert.is_nil(config.shlex_split([[a 'open]]))
+    assert.is_nil(config.shlex_split([[trailing\]]))
+    assert.has_error(function() config.shlex_split(1) end)
+  end)
+
+  it("config:for_profile reads another profile as an explicit one", function()
+    local dir = files.with_files({ config = "[profile a]\nregion = eu-west-1\n[profile b]\nregion = us-east-2\n" },
+      "chain", finally)
+    local cfg = assert(files.load(dir, { AWS_PROFILE = "a" }))
+    local b = assert(cfg:for_profile("b"))
+    assert.are.same({ "b", "explicit", "us-east-2" }, { select(1, b:profile_name()), select(2, b:profile_name()),
+      b:region() })
+    assert.are.same({ "a", "AWS_PROFILE", "eu-west-1" }, { select(1, cfg:profile_name()),
+      select(2, cfg:profile_name()), cfg:region() })
+    local none, err = cfg:for_profile("nope")
+    assert.is_nil(none)
+    assert.are.equal("ProfileNotFound", err.code)
+    assert.has_error(function() cfg:for_profile(1) end)
+  end)
+
+  it("raise on misuse", function()
+    assert.has_error(function() imds.region("x") end)
+    assert.has_error(function() imds.region({}) end)
+    assert.has_error(function() require("aio_aws.credentials.process").run("cmd") end)
+    assert.has_error(function() require("aio_aws.credentials.process").run({}) end)
+  end)
+end)

@@ -68,7 +68,7 @@ local function shlex_split(s)
         if j > n then return nil end
         local d = sub(s, j, j)
         if d == '"' then break end
-        if d == "\\" and j < n and find(sub(s, j + 1, j + 1), '^["\\$`]') then
+        if d == "\\" and j < n and find(sub(s, j + 1, j + 1), '^["\\]') then
           buf[#buf + 1] = sub(s, j + 1, j + 1); j = j + 2
         else
           buf[#buf + 1] = d; j = j + 1
