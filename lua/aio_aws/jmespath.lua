@@ -75,6 +75,7 @@ end
 
 local function is_array(v)
   if type(v) ~= "table" then return false end
+  if order_of[v] or rawget(v, ORDER) then return false end -- a known object, even empty
   local mt = getmetatable(v)
   if mt and ARRAY_MTS[mt] then return true end
   if v[1] ~= nil then return true end
@@ -84,6 +85,7 @@ end
 
 local function is_object(v)
   if type(v) ~= "table" then return false end
+  if order_of[v] or rawget(v, ORDER) then return true end
   local mt = getmetatable(v)
   if mt and ARRAY_MTS[mt] then return false end
   if v[1] ~= nil then return false end
