@@ -35,6 +35,7 @@
 local auth = require "aio_aws.emulator.auth"
 local wire = require "aio_aws.emulator.wire"
 local common = require "aio_aws.protocol.common"
+local log = require("aio_aws.log").get("aio_aws.emulator")
 
 local M = {}
 
@@ -194,7 +195,7 @@ local function call_json(state, name, req, rid, info)
   req.auth = info
   local ok, out, err = xpcall(service.call, debug.traceback, service, op.name, params, req)
   if not ok then
-    io.stderr:write("aio-aws local: ", name, ".", op.name, " raised: ", tostring(out), "\n")
+    log:error("%s.%s raised: %s", name, op.name, tostring(out))
     return json_error(state, name, "ServiceException", "internal error in the local " .. name .. " service", 500, rid)
   end
   if out == nil then
@@ -215,7 +216,7 @@ end
 local function call_s3(service, req, info, rid)
   local ok, res = xpcall(service.handle, debug.traceback, service, req, info)
   if not ok or type(res) ~= "table" then
-    io.stderr:write("aio-aws local: s3 raised: ", tostring(res), "\n")
+    log:error("s3 raised: %s", tostring(res))
     return M.s3_error("InternalError", "We encountered an internal error. Please try again.", 500, rid, nil, req.method)
   end
   res.headers = res.headers or {}
