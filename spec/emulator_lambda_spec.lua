@@ -306,9 +306,9 @@ describe("emulator lambda (live, through the endpoint)", function()
   before_each(function() dir = tmpdir() end)
   after_each(function() rm_rf(dir) end)
 
-  local function with_lambda(fn)
+  local function with_lambda(fn, faults)
     return run(function()
-      local em = assert(emulator.start{ data_dir = dir, port = 0, functions_dir = FIXTURES })
+      local em = assert(emulator.start{ data_dir = dir, port = 0, functions_dir = FIXTURES, faults = faults })
       local session = assert(aws.session{ region = "us-east-1",
         credentials = { access_key = em.access_key, secret_key = em.secret_key } })
       -- one attempt: a 429 must reach the test, not be retried away
@@ -398,5 +398,13 @@ describe("emulator lambda (live, through the endpoint)", function()
       assert.is_nil(out.FunctionError, out.Payload)
       assert.same({ messages = { "hello from a handler" } }, cjson.decode(out.Payload))
     end)
+  end)
+
+  it("the throttle fault answers TooManyRequestsException 429", function()
+    with_lambda(function(lam)
+      local _, err = lam:invoke{ FunctionName = "echo" }
+      assert.equal("TooManyRequestsException", err.code)
+      assert.equal(429, err.status)
+    end, { throttle_rate = 1 })
   end)
 end)

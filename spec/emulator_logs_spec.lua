@@ -28,11 +28,11 @@ local function ok_call(l, op, params)
   return out
 end
 
-local function err_call(l, op, params, code)
+local function err_call(l, op, params, code, status)
   local out, err = l:call(op, params)
   assert.is_nil(out)
   assert.equal(code, err.code)
-  assert.equal(400, err.status)
+  assert.equal(status or 400, err.status)
   return err
 end
 
@@ -488,6 +488,20 @@ describe("emulator logs (service object)", function()
       assert.same({ "whole", "next" }, msgs(new(dir):events("g", "s")))
     end)
 
+    it("a failing disk gives nil, err from append and ServiceUnavailableException from PutLogEvents", function()
+      assert(l:append("g", "s", { { timestamp = NOW_MS, message = "first" } }))
+      local path = dir .. "/g1/s1.log"
+      os.remove(path)
+      assert(store.mkdir_p(path)) -- the stream's file is now a directory: opening it to append fails
+      local ok, err = l:append("g", "s", { { timestamp = NOW_MS + 1, message = "lost" } })
+      assert.is_nil(ok)
+      assert.equal("LogsStoreError", err.code)
+      err_call(l, "PutLogEvents", { logGroupName = "g", logStreamName = "s",
+        logEvents = { { timestamp = NOW_MS + 1, message = "lost" } } }, "ServiceUnavailableException", 500)
+      -- nothing unacknowledged is served
+      assert.same({ "first" }, msgs(l:events("g", "s")))
+    end)
+
     it("a corrupt groups.json is reported, not ignored", function()
       local f = assert(io.open(dir .. "/groups.json", "wb"))
       f:write("{not json")
@@ -556,9 +570,9 @@ describe("emulator logs (live, through the endpoint)", function()
   after_each(function() rm_rf(dir) end)
 
   -- Start an endpoint on a free port, run fn(client, em), close it.
-  local function with_logs(fn)
+  local function with_logs(fn, faults)
     return run(function()
-      local em = assert(emulator.start{ data_dir = dir, port = 0 })
+      local em = assert(emulator.start{ data_dir = dir, port = 0, faults = faults })
       local session = assert(aws.session{ region = "us-east-1",
         credentials = { access_key = em.access_key, secret_key = em.secret_key } })
       local logs = assert(session:client("logs", { endpoint_url = em.url, retries = { max_attempts = 1 } }))
@@ -677,5 +691,13 @@ describe("emulator logs (live, through the endpoint)", function()
       local s = assert(logs:describe_log_streams{ logGroupName = "keep" }).logStreams[1]
       assert.equal(t0, s.lastEventTimestamp)
     end)
+  end)
+
+  it("the throttle fault answers ThrottlingException 400 (the Logs flavour)", function()
+    with_logs(function(logs)
+      local _, err = logs:describe_log_groups{}
+      assert.equal("ThrottlingException", err.code)
+      assert.equal(400, err.status)
+    end, { throttle_rate = 1 })
   end)
 end)

@@ -9,7 +9,7 @@
 -- FilterLogEvents, with the rules of the CloudWatch Logs API reference
 -- (docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/). `call`
 -- returns the output table or `nil, err` (`err.code` is the AWS error code,
--- `err.status` the HTTP status: 400 for every Logs error).
+-- `err.status` the HTTP status: 400, or 500 for ServiceUnavailableException).
 --
 -- Storage under `ctx.data_dir` (nothing when it is nil):
 --   groups.json              {next_id, groups = {name -> {id, creationTime}}}
@@ -48,7 +48,8 @@ local MAX_DESCRIBE = 50
 local GROUP_NAME_PATTERN = "^[%.%-_/#A-Za-z0-9]+$"
 
 local function fail(code, message)
-  return nil, errors.new(code, message, { status = 400 })
+  -- ServiceUnavailableException is the model's only fault (a 5xx); the rest are 400s.
+  return nil, errors.new(code, message, { status = code == "ServiceUnavailableException" and 500 or 400 })
 end
 
 local function invalid(message) return fail("InvalidParameterException", message) end
