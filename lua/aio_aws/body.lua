@@ -152,12 +152,22 @@ end
 function Body:read_all()
   if self._err then return nil, self._err end
   if self._done then return "" end
-  local s, err = self._s:read_all()
-  if not s then return fail(self, err) end
-  account(self, s)
+  local parts, stream = {}, self._s
+  while true do
+    -- in pieces, so a failure midway knows how much arrived
+    local s, err = stream:read(1 << 20)
+    if s then
+      account(self, s)
+      parts[#parts + 1] = s
+    elseif err then
+      return fail(self, err)
+    else
+      break
+    end
+  end
   local ok, ferr = finish(self)
   if not ok then return nil, ferr end
-  return s
+  return table.concat(parts)
 end
 
 --- Iterate over chunks of `size` bytes (default 64 KiB; the last may be

@@ -65,15 +65,24 @@ local function next_chunk(self, max)
 end
 
 --- Read up to `n` bytes (fewer only at the end); nil at the end of the
--- body; nil, err on failure. Without `n`, the rest of the body.
+-- body; nil, err on failure (bytes that arrived before a failure are
+-- returned first, the error by the next call). Without `n`, the rest of the body.
 function Stream:read(n)
   if n == nil then return self:read_all() end
   if math.type(n) ~= "integer" or n < 1 then error("Stream:read: n must be a positive integer", 2) end
+  if self._err then
+    local err = self._err
+    self._err = nil
+    return nil, err
+  end
   local parts, got = {}, 0
   while got < n do
     local s, err = next_chunk(self, n - got)
     if not s then
-      if err then return nil, err end
+      if err then
+        if got == 0 then return nil, err end
+        self._err = err -- hand over what arrived; the error comes next
+      end
       break
     end
     parts[#parts + 1] = s
@@ -85,6 +94,11 @@ end
 
 --- The rest of the body as one string ("" at the end), or nil, err.
 function Stream:read_all()
+  if self._err then
+    local err = self._err
+    self._err = nil
+    return nil, err
+  end
   local parts = {}
   while true do
     local s, err = next_chunk(self, 0)
