@@ -509,6 +509,18 @@ function OPS.Invoke(self, p)
     end
     event = v
   end
+  -- ClientContext: "up to 3,583 bytes of base64-encoded data" holding a JSON
+  -- object; handed to the handler decoded, as context.client_context.
+  local client_context
+  if p.ClientContext ~= nil then
+    local raw = type(p.ClientContext) == "string" and #p.ClientContext <= 3583
+      and p.ClientContext:find("^[%w+/]*=?=?$") and core.base64_decode(p.ClientContext)
+    client_context = raw and json.decode(raw)
+    if type(client_context) ~= "table" or getmetatable(client_context) == json.array_mt then
+      return fail("InvalidRequestContentException", "Client context must be a valid Base64-encoded JSON object.", 400,
+        { Type = "User" })
+    end
+  end
   if itype == "DryRun" then return { StatusCode = 204 } end
   local spec = load_spec(src, discard)
   if itype == "Event" then
@@ -517,7 +529,7 @@ function OPS.Invoke(self, p)
     task = aws.spawn(function()
       while not self.closed do
         if self:acquire(name, spec) then
-          local ok2, err2 = pcall(self.execute, self, name, src, event, {})
+          local ok2, err2 = pcall(self.execute, self, name, src, event, { client_context = client_context })
           self:release(name)
           self.background[task] = nil
           if not ok2 then io.stderr:write("aio-aws local: lambda ", name, ": ", tostring(err2), "\n") end
@@ -532,7 +544,7 @@ function OPS.Invoke(self, p)
   end
   local aok, aerr = self:acquire(name, spec)
   if not aok then return nil, aerr end
-  local rok, r = pcall(self.execute, self, name, src, event, { client_context = p.ClientContext })
+  local rok, r = pcall(self.execute, self, name, src, event, { client_context = client_context })
   self:release(name)
   if not rok then error(r, 0) end
   local out = { StatusCode = 200, Payload = r.payload, FunctionError = r.function_error, ExecutedVersion = "$LATEST" }
