@@ -712,6 +712,119 @@ describe("credential providers with I/O", function()
     end)
   end)
 
+  -- ------------------------------------------------------------ SSO
+
+  describe("IAM Identity Center (SSO)", function()
+    local sso = require "aio_aws.credentials.sso"
+    local START = "https://corp.awsapps.com/start"
+    local CONF = table.concat({
+      "[profile dev]", "sso_session = corp", "sso_account_id = 123456789012", "sso_role_name = Dev", "",
+      "[sso-session corp]", "sso_start_url = " .. START, "sso_region = us-east-1", "",
+      "[profile legacy]", "sso_start_url = " .. START, "sso_region = us-east-1", "sso_account_id = 123456789012",
+      "sso_role_name = Legacy Role", "",
+      "[profile broken]", "sso_session = corp", "sso_account_id = 123456789012", "sso_role_name = Dev",
+      "sso_region = eu-west-1", "",
+      "[profile nosession]", "sso_session = nope", "sso_account_id = 1", "sso_role_name = r", "",
+      "[profile partial]", "sso_account_id = 123456789012", "sso_role_name = Dev", "",
+      "[profile via-sso]", "role_arn = arn:aws:iam::123456789012:role/next", "source_profile = dev", "",
+    }, "\n")
+
+    -- Python's hashlib names the cache files (the oracle for the key)
+    local function sha1(s)
+      return proc.sh("/usr/bin/python3 -c 'import hashlib,sys; print(hashlib.sha1(sys.argv[1].encode()).hexdigest())' "
+        .. proc.quote(s))
+    end
+
+    local function sso_cfg(profile, token_docs)
+      local dir = files.with_files(nil, "sso", finally)
+      os.execute("mkdir -p " .. proc.quote(dir .. "/.aws/sso/cache"))
+      for key, doc in pairs(token_docs or {}) do
+        files.write(dir .. "/.aws/sso/cache/" .. sha1(key) .. ".json", doc)
+      end
+      files.write(dir .. "/config", CONF)
+      return assert(files.load(dir, { HOME = dir, AWS_ENDPOINT_URL_SSO = srv.url, AWS_ENDPOINT_URL_STS = srv.url,
+        AWS_EC2_METADATA_DISABLED = "true" }, { profile = profile })), dir
+    end
+    local GOOD = '{"startUrl": "' .. START .. '", "region": "us-east-1", "accessToken": "SSOACCESSTOKEN", '
+      .. '"expiresAt": "2030-01-01T08:00:00Z"}'
+
+    it("calls GetRoleCredentials with the sso-session's cached token, unsigned", function()
+      local conf, dir = sso_cfg("dev", { corp = GOOD })
+      assert.are.equal(dir .. "/.aws/sso/cache/" .. sha1("corp") .. ".json", sso.cache_file(conf, "corp"))
+      local c = assert(credentials.resolve{ config = conf })
+      assert.are.same({}, srv:requests())
+      local f = assert(frozen(c))
+      assert.are.same({ "ASIASSO000000000001", "ssoTOKEN0001", "sso", T0 + 3600 },
+        { f.access_key, f.session_token, f.source, f.expiration })
+      local r = srv:requests()
+      assert.are.equal(1, #r)
+      assert.are.same({ "GET", "/federation/credentials", "role_name=Dev&account_id=123456789012", "SSOACCESSTOKEN" },
+        { r[1].method, r[1].path, r[1].query, r[1].headers["x-amz-sso_bearer_token"] })
+      assert.is_nil(r[1].headers.authorization)
+    end)
+
+    it("legacy profiles key the cache by the start URL and do not check the token's expiry", function()
+      local doc = GOOD:gsub("2030%-01%-01T08", "2020-01-01T08")
+      local c = assert(credentials.resolve{ config = sso_cfg("legacy", { [START] = doc }) })
+      assert(frozen(c))
+      assert.are.equal("role_name=Legacy%20Role&account_id=123456789012", srv:requests()[1].query)
+    end)
+
+    it("token problems: missing, invalid, expired, refused", function()
+      local cases = {
+        { {}, "SSOTokenLoadError", "does not exist" },
+        { { corp = "{not json" }, "SSOTokenLoadError", "is invalid" },
+        { { corp = '{"accessToken": "SSOACCESSTOKEN"}' }, "SSOTokenLoadError", "is invalid" },
+        { { corp = GOOD:gsub("2030%-01%-01T08", "2029-12-31T23") }, "UnauthorizedSSOTokenError", "aws sso login" },
+        { { corp = GOOD:gsub("SSOACCESSTOKEN", "OTHERTOKEN") }, "UnauthorizedSSOTokenError", "aws sso login" },
+      }
+      for i, case in ipairs(cases) do
+        local c = assert(credentials.resolve{ config = sso_cfg("dev", case[1]) })
+        local none, err = frozen(c)
+        assert.is_nil(none, "case " .. i)
+        assert.are.equal(case[2], err.code, "case " .. i)
+        assert.matches(case[3], err.message, 1, true)
+        assert.is_nil(tostring(err):find("TOKEN", 1, true))
+      end
+      -- only the refused token reached the server
+      assert.are.equal(1, #srv:requests())
+    end)
+
+    it("retries server errors; refuses bad answers", function()
+      srv:script("/federation/credentials", { { status = 503 } })
+      local c = assert(credentials.resolve{ config = sso_cfg("dev", { corp = GOOD }) })
+      assert(frozen(c))
+      assert.are.equal(2, #srv:requests())
+      for i, body in ipairs({ "{}", "nope", '{"roleCredentials": {"accessKeyId": "A", "secretAccessKey": "s", '
+        .. '"sessionToken": "t", "expiration": "soon"}}' }) do
+        srv:script("/federation/credentials", { { status = 200, body = body } })
+        c = assert(credentials.resolve{ config = sso_cfg("dev", { corp = GOOD }) })
+        local none, err = frozen(c)
+        assert.is_nil(none, "case " .. i)
+        assert.are.equal("CredentialRetrievalError", err.code)
+      end
+    end)
+
+    it("refuses incomplete or inconsistent configurations at once", function()
+      for _, case in ipairs({ { "broken", "differs" }, { "nosession", "does not exist" },
+        { "partial", "missing required configuration: sso_start_url, sso_region" } }) do
+        local c, err = credentials.resolve{ config = sso_cfg(case[1]) }
+        assert.is_nil(c)
+        assert.are.equal("InvalidConfigError", err.code)
+        assert.matches(case[2], err.message, 1, true)
+      end
+    end)
+
+    it("can be the source profile of a role", function()
+      srv:config{ secrets = { ASIASSO000000000001 = "ssoSECRETkey000000000000000000000000000001" } }
+      local c = assert(credentials.resolve{ config = sso_cfg("via-sso", { corp = GOOD }) })
+      assert.are.equal(sts_key(2), assert(frozen(c)).access_key)
+      local r = srv:requests()
+      assert.are.same({ "/federation/credentials", "/" }, { r[1].path, r[2].path })
+      assert.are.same({ "ASIASSO000000000001", true }, { r[2].auth.access_key, r[2].auth.valid })
+    end)
+  end)
+
   -- ------------------------------------------------------------ credential_process
 
   describe("credential_process", function()

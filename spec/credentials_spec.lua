@@ -394,8 +394,8 @@ describe("credentials.chain", function()
     assert.are.same({ "env", "assume_role", "web_identity", "sso", "shared_credentials_file", "credential_process",
       "config_file", "container", "imds" }, credentials.ORDER)
     local dir = with_files({ config = "[profile p]\nregion = x\n" })
-    -- botocore's method names; no sso provider in this build
-    local all = { "assume-role", "assume-role-with-web-identity", "shared-credentials-file", "custom-process",
+    -- botocore's method names
+    local all = { "assume-role", "assume-role-with-web-identity", "sso", "shared-credentials-file", "custom-process",
       "config-file", "container-role", "iam-role" }
     local names = {}
     for i, p in ipairs(credentials.chain(load(dir))) do names[i] = p.name end

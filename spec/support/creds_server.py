@@ -16,6 +16,9 @@ one thread per connection, HTTP/1.1:
 * The container credentials endpoint (ECS task role / EKS Pod Identity):
   GET <container_path> returns the credentials JSON; when "container_token"
   is set, an Authorization header with another value gets 401.
+* IAM Identity Center's GetRoleCredentials (SSO Portal API Reference):
+  GET /federation/credentials?role_name=&account_id= with the token
+  "sso_token" in x-amz-sso_bearer_token, else 401 UnauthorizedException.
 * STS (query protocol, STS API Reference): POST / with Action=AssumeRole or
   Action=AssumeRoleWithWebIdentity answers the documented XML with new
   credentials (access keys numbered, so refreshes can be told apart), and
@@ -63,6 +66,8 @@ DEFAULTS = {
     "container_token": None,
     "secrets": {},
     "sts_expiration": "2030-01-01T01:00:00Z",
+    "sso_token": "SSOACCESSTOKEN",
+    "sso_expiration_ms": 1893459600000,
 }
 
 LOCK = threading.Lock()
@@ -272,6 +277,18 @@ class Handler(BaseHTTPRequestHandler):
             creds = settings["creds"]
             text = creds if isinstance(creds, str) else json.dumps(creds)
             return self.answer(200, text, {"Content-Type": "application/json"})
+        if path == "/federation/credentials" and self.command == "GET":
+            if headers.get("x-amz-sso_bearer_token") != settings["sso_token"]:
+                return self.answer(401, '{"message": "Session token not found or invalid"}',
+                                   {"x-amzn-ErrorType": "UnauthorizedException:http://internal.amazon.com/"})
+            with LOCK:
+                STATE["counter"] += 1
+                n = STATE["counter"]
+            return self.answer(200, json.dumps({"roleCredentials": {
+                "accessKeyId": "ASIASSO00000000%04d" % n,
+                "secretAccessKey": "ssoSECRETkey00000000000000000000000000%04d" % n,
+                "sessionToken": "ssoTOKEN%04d" % n,
+                "expiration": settings["sso_expiration_ms"]}}), {"Content-Type": "application/json"})
         if path == "/" and self.command == "POST":
             action = params.get("Action")
             if action == "GetCallerIdentity":

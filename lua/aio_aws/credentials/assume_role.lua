@@ -16,8 +16,8 @@
 -- * `source_profile` XOR `credential_source` (both: "InvalidConfigError";
 --   neither: "PartialCredentials"). A source profile with static keys, or
 --   without `role_arn`, gets its credentials from the profile providers
---   (web identity, shared credentials file, credential_process, config
---   file; never the environment), and must have some. A source profile
+--   (web identity, SSO, shared credentials file, credential_process,
+--   config file; never the environment), and must have some. A source profile
 --   with `role_arn` chains: its role is assumed first.
 -- * Loops are refused ("InfiniteLoopConfigError", botocore
 --   `_validate_source_profile`): a profile may name itself as source only
@@ -120,7 +120,7 @@ local function source_from_profile(cfg, name, visited)
     local sub, err = cfg:for_profile(name)
     if not sub then return nil, err end
     local providers = {}
-    for _, m in ipairs({ "web_identity", "shared_credentials_file", "credential_process", "config_file" }) do
+    for _, m in ipairs({ "web_identity", "sso", "shared_credentials_file", "credential_process", "config_file" }) do
       providers[#providers + 1] = require(credentials.PROVIDERS[m])
     end
     local c

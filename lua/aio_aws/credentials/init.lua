@@ -14,7 +14,7 @@
 --   env -> assume_role -> web_identity -> sso -> shared_credentials_file
 --   -> credential_process -> config_file -> container -> imds
 --
--- `sso` is not provided (its place is kept in `ORDER`). An explicitly
+-- An explicitly
 -- chosen profile (`config.load{profile=...}`, not AWS_PROFILE) takes the
 -- environment provider out, and the web identity environment variables
 -- with it, as in botocore.
@@ -63,6 +63,7 @@ M.PROVIDERS = {
   env = "aio_aws.credentials.env",
   assume_role = "aio_aws.credentials.assume_role",
   web_identity = "aio_aws.credentials.web_identity",
+  sso = "aio_aws.credentials.sso",
   shared_credentials_file = "aio_aws.credentials.shared_credentials_file",
   credential_process = "aio_aws.credentials.process",
   config_file = "aio_aws.credentials.config_file",
