@@ -41,6 +41,7 @@ describe("emulator lambda (service object)", function()
     fdir = tmpdir()
     for _, name in ipairs(store.list_dir(FIXTURES)) do copy(FIXTURES .. "/" .. name, fdir .. "/" .. name) end
     write(fdir .. "/broken.lua", "return function(event\n")
+    write(fdir .. "/quits.lua", "return function() os.exit(3) end\n")
     write(fdir .. "/not a function name.lua", "return function() end\n")
     write(fdir .. "/README.txt", "not a function\n")
     logs = assert(logs_mod.new{ clock = os.time })
@@ -64,7 +65,7 @@ describe("emulator lambda (service object)", function()
       local names = {}
       for i, f in ipairs(out.Functions) do names[i] = f.FunctionName end
       assert.same({ "broken", "busy", "caller", "chatty", "configured", "custom_error", "echo", "fail", "marshal",
-        "slow" }, names)
+        "quits", "slow" }, names)
       assert.is_nil(out.NextMarker)
       local echo = out.Functions[7]
       assert.equal("arn:aws:lambda:eu-west-1:123456789012:function:echo", echo.FunctionArn)
@@ -89,7 +90,7 @@ describe("emulator lambda (service object)", function()
         marker = out.NextMarker
       until not marker
       assert.equal(3, pages)
-      assert.equal(10, #seen)
+      assert.equal(11, #seen)
       local _, err = lam:call("ListFunctions", { MaxItems = 0 })
       assert.equal("InvalidParameterValueException", err.code)
     end)
@@ -191,6 +192,10 @@ describe("emulator lambda (service object)", function()
       out = assert(invoke({ FunctionName = "broken" }))
       assert.equal("Unhandled", out.FunctionError)
       assert.equal("Runtime.ImportModuleError", payload(out).errorType)
+      -- os.exit would stop the endpoint: in a handler it raises instead
+      out = assert(invoke({ FunctionName = "quits" }))
+      assert.equal("Unhandled", out.FunctionError)
+      assert.matches("os.exit is not available", payload(out).errorMessage)
       out = assert(invoke({ FunctionName = "marshal" }))
       assert.equal("Unhandled", out.FunctionError)
       assert.equal("Runtime.MarshalError", payload(out).errorType)

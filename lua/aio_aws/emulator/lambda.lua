@@ -152,6 +152,9 @@ local function load_spec(src, print_fn)
   local env = setmetatable({}, { __index = _G })
   env._G = env
   env.print = print_fn
+  -- The handler shares the endpoint's process: exiting would stop it.
+  env.os = setmetatable({ exit = function() error("os.exit is not available in a Lambda handler", 2) end },
+    { __index = os })
   local chunk, cerr = load(src.text, "@" .. src.path, "t", env)
   if not chunk then return nil, cerr end
   local ok, v = pcall(chunk)

@@ -23,6 +23,8 @@
 -- (timestamp, seq), so reads are binary searches (100k events per stream
 -- are fine); `seq` is the arrival order and makes the sort and the
 -- pagination tokens stable.
+-- File access is plain (blocking) Lua I/O: the core has no asynchronous
+-- file API, and each write is one small append or one small atomic file.
 local cjson = require "cjson"
 local errors = require "aio_aws.errors"
 
