@@ -154,6 +154,18 @@ describe("credential providers with I/O", function()
         .headers["x-aws-ec2-metadata-token"])
     end)
 
+    it("times out a slow answer and finds nothing after the attempts", function()
+      local role = "/latest/meta-data/iam/security-credentials/"
+      srv:script(role, { { status = 200, body = "test-role", delay = 1.5, times = 2 } }, "GET")
+      local c = assert(credentials.resolve{ config = imds_cfg{ AWS_METADATA_SERVICE_TIMEOUT = "0.3",
+        AWS_METADATA_SERVICE_NUM_ATTEMPTS = "2" } })
+      local none, err = frozen(c)
+      assert.is_nil(none)
+      assert.are.equal("NoCredentials", err.code)
+      assert.matches("Timeout", err.message)
+      assert.are.equal(2, #srv:requests_to(role))
+    end)
+
     it("refuses IMDSv1 when ec2_metadata_v1_disabled", function()
       srv:script("/latest/api/token", { { status = 404 } }, "PUT")
       local c = assert(credentials.resolve{ config = imds_cfg{ AWS_EC2_METADATA_V1_DISABLED = "true" } })
@@ -1041,6 +1053,17 @@ describe("provider helpers", function()
     assert.is_nil(none)
     assert.are.equal("ProfileNotFound", err.code)
     assert.has_error(function() cfg:for_profile(1) end)
+  end)
+
+  it("do no I/O when required: no HTTP, no process module loaded", function()
+    local script = 'package.path = "lua/?.lua;lua/?/init.lua;" .. package.path '
+      .. 'package.cpath = "lua/?.so;" .. package.cpath '
+      .. 'for _, m in ipairs({"env", "assume_role", "web_identity", "sso", "shared_credentials_file", "process", '
+      .. '"config_file", "container", "imds"}) do require("aio_aws.credentials." .. m) end '
+      .. 'require "aio_aws.session" '
+      .. 'io.write(tostring(package.loaded["aio_aws.process"]), " ", tostring(package.loaded["aio_aws.http"] ~= nil))'
+    -- aio_aws.http comes with the client (session), but no request is made
+    assert.are.equal("nil true", proc.sh("env -u LD_PRELOAD lua5.4 -e " .. proc.quote(script) .. " 2>&1"))
   end)
 
   it("raise on misuse", function()
