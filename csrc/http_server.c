@@ -141,6 +141,7 @@ struct conn {
     char addr[INET6_ADDRSTRLEN];
     int port;
     exch *ex;             /* the exchange handed to Lua, while it lives */
+    const char *why;      /* why it closed, for a handler waiting on the send */
     conn *prev, *next;    /* server's list */
     conn *qnext;          /* server's ready queue */
     int queued;
@@ -537,10 +538,13 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         conn_arm_timer(c);
         return;
     }
-    if (c->state == C_READ && c->in_request && !c->rd_eof)
+    if (c->state == C_READ && c->in_request && !c->rd_eof) {
         conn_fail(c, 408); /* RFC 9110 s15.5.9 */
-    else
+    } else {
+        if (c->state == C_WRITE)
+            c->why = "connection closed: the client read nothing for idle_timeout";
         conn_close(c);
+    }
 }
 
 static void conn_unqueue(conn *c)
@@ -566,7 +570,7 @@ static void conn_close(conn *c)
         ev_timer_stop(s->rt->loop, &c->tm);
     }
     conn_unqueue(c);
-    if (c->ex) ex_finish(c->ex, 0, "connection closed before the response was sent");
+    if (c->ex) ex_finish(c->ex, 0, c->why ? c->why : "connection closed before the response was sent");
     if (c->fd >= 0) close(c->fd);
     if (c->file_fd >= 0) close(c->file_fd);
     req_reset(c);
@@ -706,7 +710,8 @@ static int conn_flush(conn *c)
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) { blocked = 1; break; }
-            conn_close(c); /* EPIPE, ECONNRESET: the client is gone */
+            c->why = "connection closed by the client"; /* EPIPE, ECONNRESET */
+            conn_close(c);
             return -1;
         }
         c->out.off += (size_t)n;
@@ -719,10 +724,13 @@ static int conn_flush(conn *c)
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) { blocked = 1; break; }
+            c->why = errno == EPIPE || errno == ECONNRESET ? "connection closed by the client"
+                                                           : "sending the response body file failed";
             conn_close(c);
             return -1;
         }
         if (n == 0) { /* the file shrank: the response cannot be completed */
+            c->why = "the response body file ended early";
             conn_close(c);
             return -1;
         }

@@ -74,6 +74,15 @@ describe("server.listen", function()
     end)
   end)
 
+  it("listens on IPv6 loopback when asked", function()
+    with_server({ host = "::1" }, function(srv)
+      assert.equal("http://[::1]:" .. srv.port, srv.url)
+      local r = curl({ srv.url .. "/v6" })
+      assert.equal(200, r.status, r.stderr)
+      assert.equal("::1", cjson.decode(r.body).remote_addr)
+    end)
+  end)
+
   it("raises on misuse", function()
     local h = function() end
     assert.has_error(function() server.listen() end, "server.listen: expected an options table, got nil")
@@ -622,9 +631,38 @@ describe("server with raw sockets", function()
       assert.equal(200, r.status)
       assert(outcome:wait(30))
       assert.is_false(result.ok)
-      assert.matches("connection closed", result.err)
+      assert.equal("connection closed by the client", result.err)
       assert.equal(0, srv:stats().writing)
       assert.equal("still here", assert(http.request{ url = srv.url .. "/small" }).body)
+    end)
+  end)
+
+  it("closes a connection whose client stops reading, after idle_timeout", function()
+    local src = work .. "/stall.bin"
+    local outcome = aws.Event()
+    local result
+    with_server({
+      idle_timeout = 0.5,
+      handler = function() return { status = 200, body_file = src } end,
+      on_response = function(_, status, ok, err) result = { status = status, ok = ok, err = err }; outcome:set() end,
+    }, function(srv)
+      clients.random_file(src, 32 * 1048576)
+      -- the client hangs up after 5 s; the server gives up well before
+      local client = aws.spawn(probe, "stall", srv.port, "/big", 5)
+      assert(outcome:wait(60))
+      assert.is_false(result.ok)
+      assert.equal("connection closed: the client read nothing for idle_timeout", result.err)
+      assert.equal(0, srv:stats().connections)
+      assert(client:wait())
+    end)
+  end)
+
+  it("does not switch protocols: an Upgrade request is answered and the connection closed", function()
+    with_server({}, function(srv)
+      local r = probe("upgrade", srv.port)
+      assert.equal(200, r.status)
+      assert.equal("eof", r.how)
+      assert.matches("\r\nConnection: close", r.head)
     end)
   end)
 

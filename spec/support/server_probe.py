@@ -171,6 +171,22 @@ def scenario_disconnect(port, path):
     return {"status": status_of(got), "bytes": len(got)}
 
 
+def scenario_stall(port, path, secs):
+    """Ask for a large body, never read it, hang up after `secs`."""
+    s = connect(port)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+    time.sleep(float(secs))
+    s.close()
+    return {"slept": float(secs)}
+
+
+def scenario_upgrade(port):
+    """A protocol switch is not offered: a normal answer, then close."""
+    return send_raw(port, b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                          b"Upgrade: websocket\r\n\r\n")
+
+
 def scenario_pipeline(port):
     """Three requests in one write; the last asks to close."""
     reqs = (b"GET /p1 HTTP/1.1\r\nHost: x\r\n\r\n"
