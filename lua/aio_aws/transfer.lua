@@ -21,7 +21,9 @@ local function check(client, a, b, c, extra, names, fn)
   if type(client) ~= "table" or type(client.call) ~= "function" then
     error(fn .. ": call it as a method of an S3 client (s3:" .. fn .. "(...))", 3)
   end
-  for i, v in ipairs({ a, b, c }) do
+  local args = { a, b, c }
+  for i = 1, 3 do
+    local v = args[i]
     if type(v) ~= "string" or v == "" then error(("%s: %s must be a non-empty string"):format(fn, names[i]), 3) end
   end
   if extra ~= nil and type(extra) ~= "table" then error(fn .. ": extra parameters must be a table", 3) end
