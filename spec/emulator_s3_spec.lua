@@ -337,6 +337,25 @@ describe("emulator s3 (service object)", function()
       check_error(call(s, "GET", "/bkt/s2"), 404, "NoSuchKey")
     end)
 
+    it("checks and keeps flexible checksums (x-amz-checksum-*)", function()
+      -- CRC32("hello") = 0x3610a686; CRC32C("hello") = 0x9a71bb4c; SHA-1 and
+      -- SHA-256 of "hello" in base64
+      local cases = { crc32 = "NhCmhg==", crc32c = "mnG7TA==", sha1 = "qvTGHdzF6KLavt4PO0gs2a6pQ00=",
+        sha256 = "LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=" }
+      for alg, v in pairs(cases) do
+        local res = put("ck-" .. alg, "hello", { ["x-amz-checksum-" .. alg] = v })
+        assert.equal(v, res.headers["x-amz-checksum-" .. alg])
+        res = call(s, "GET", "/bkt/ck-" .. alg, { ["x-amz-checksum-mode"] = "ENABLED" })
+        assert.equal(v, res.headers["x-amz-checksum-" .. alg])
+        assert.is_nil(call(s, "GET", "/bkt/ck-" .. alg).headers["x-amz-checksum-" .. alg])
+        check_error(call(s, "PUT", "/bkt/bad", { ["x-amz-checksum-" .. alg] = v }, "hellO"), 400, "BadDigest")
+      end
+      check_error(call(s, "PUT", "/bkt/bad", { ["x-amz-checksum-crc32"] = "short" }, "hello"), 400, "InvalidRequest")
+      check_error(call(s, "PUT", "/bkt/bad", { ["x-amz-checksum-crc32"] = "NhCmhg==",
+        ["x-amz-checksum-sha1"] = "qvTGHdzF6KLavt4PO0gs2a6pQ00=" }, "hello"), 400, "InvalidRequest")
+      check_error(call(s, "GET", "/bkt/bad"), 404, "NoSuchKey")
+    end)
+
     it("takes a spooled body file and answers large objects from a file", function()
       local size = 300 * 1024 + 7
       local data = {}
@@ -944,11 +963,17 @@ describe("emulator s3 (service object)", function()
     end)
 
     it("accepts STREAMING-UNSIGNED-PAYLOAD-TRAILER bodies with trailers", function()
+      -- CRC32("hello") = 0x3610a686, base64 "NhCmhg=="
       local body = "5\r\nhello\r\n0\r\nx-amz-checksum-crc32:NhCmhg==\r\n\r\n"
-      local res = call(s, "PUT", "/examplebucket/t", { ["x-amz-content-sha256"] = "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
-        ["x-amz-decoded-content-length"] = "5", ["content-encoding"] = "aws-chunked" }, body)
+      local h = { ["x-amz-content-sha256"] = "STREAMING-UNSIGNED-PAYLOAD-TRAILER", ["x-amz-trailer"] = "x-amz-checksum-crc32",
+        ["x-amz-decoded-content-length"] = "5", ["content-encoding"] = "aws-chunked" }
+      local res = call(s, "PUT", "/examplebucket/t", h, body)
       assert.equal(200, res.status, res.body)
+      assert.equal("NhCmhg==", res.headers["x-amz-checksum-crc32"])
       assert.equal("hello", call(s, "GET", "/examplebucket/t").body)
+      check_error(call(s, "PUT", "/examplebucket/t2", h, (body:gsub("NhCmhg", "AAAAAA"))), 400, "BadDigest")
+      check_error(call(s, "PUT", "/examplebucket/t2", h, "5\r\nhello\r\n0\r\n\r\n"), 400, "InvalidRequest")
+      check_error(call(s, "GET", "/examplebucket/t2"), 404, "NoSuchKey")
     end)
   end)
 

@@ -590,12 +590,15 @@ function S3:put_object(r)
   local got, gerr = self:ingest(r)
   if not got then return nil, gerr end
   meta.size, meta.etag, meta.mtime = got.size, '"' .. core.hex_encode(got.md5) .. '"', now_ms(self)
+  meta.checksum = got.checksum
   local ok, err = self.disk:put_object(r.bucket, r.key, got.tmp, meta)
   if not ok then
     if err == "NoSuchBucket" then return nil, no_such_bucket(r.bucket) end
     return nil, internal(err)
   end
-  return empty_response(r, 200, { etag = meta.etag })
+  local extra = { etag = meta.etag }
+  if meta.checksum then extra["x-amz-checksum-" .. meta.checksum.alg] = meta.checksum.value end
+  return empty_response(r, 200, extra)
 end
 
 -- entity tags of an If-Match / If-None-Match list, without quotes or W/
@@ -718,6 +721,11 @@ function S3:get_object(r, head)
     h["content-range"] = fmt("bytes %d-%d/%d", first, last, size)
   end
   h["content-length"] = fmt("%d", length)
+  -- the stored flexible checksum, for whole objects when asked (GetObject
+  -- x-amz-checksum-mode: ENABLED)
+  if meta.checksum and not first and (r.h["x-amz-checksum-mode"] or ""):upper() == "ENABLED" then
+    h["x-amz-checksum-" .. meta.checksum.alg] = meta.checksum.value
+  end
   if head then return { status = status, headers = h } end
   local path = self.disk:data_path(meta)
   if length == 0 then return { status = status, headers = h, body = "" } end

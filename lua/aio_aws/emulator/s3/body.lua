@@ -7,6 +7,7 @@
 -- Failures are S3 errors `{code, message, status, fields}` for the caller
 -- to render.
 local async = require "aio_aws.async"
+local checksum = require "aio_aws.checksum"
 local core = require "aio_aws.core"
 local sigv4 = require "aio_aws.sigv4"
 
@@ -102,6 +103,24 @@ function M.ingest(req, opts)
         { ["Content-MD5"] = want_md5 })
     end
   end
+  -- flexible checksums ("Checking object integrity"): one algorithm, its
+  -- value in a header or (aws-chunked) in the trailer x-amz-trailer names
+  local alg, want_ck
+  local trailer = h["x-amz-trailer"]
+  for _, a in ipairs(checksum.PRIORITY) do
+    local name = "x-amz-checksum-" .. a
+    if h[name] or (trailer and trailer:lower() == name) then
+      if alg then
+        return nil, s3err("InvalidRequest", 400, "Expecting a single x-amz-checksum- header. Multiple checksum "
+          .. "Types are not allowed.")
+      end
+      alg, want_ck = a, h[name]
+    end
+  end
+  if want_ck and #want_ck ~= checksum.ALGORITHMS[alg] then
+    return nil, s3err("InvalidRequest", 400, "Value for x-amz-checksum-" .. alg .. " header is invalid.")
+  end
+  opts.checksum_alg = alg
   local res, err
   if csha == sigv4.STREAMING_PAYLOAD or csha == "STREAMING-UNSIGNED-PAYLOAD-TRAILER" then
     res, err = M.dechunk(req, opts, csha == sigv4.STREAMING_PAYLOAD)
@@ -113,6 +132,20 @@ function M.ingest(req, opts)
     os.remove(opts.tmp)
     return nil, s3err("BadDigest", 400, "The Content-MD5 you specified did not match what we received.",
       { ExpectedDigest = want_md5, CalculatedDigest = core.base64_encode(res.md5) })
+  end
+  if alg then
+    want_ck = want_ck or (res.trailers or {})["x-amz-checksum-" .. alg]
+    if not want_ck or #want_ck ~= checksum.ALGORITHMS[alg] then
+      os.remove(opts.tmp)
+      return nil, s3err("InvalidRequest", 400, "Value for x-amz-checksum-" .. alg .. " trailing header is invalid.")
+    end
+    if want_ck ~= res.checksum then
+      os.remove(opts.tmp)
+      return nil, s3err("BadDigest", 400, "The " .. alg:upper() .. " you specified did not match the calculated checksum.")
+    end
+    res.checksum = { alg = alg, value = want_ck }
+  else
+    res.checksum = nil
   end
   return res
 end
@@ -142,18 +175,20 @@ function M.plain(req, opts, want_sha)
       return nil, s3err("InternalError", 500, "cannot write: " .. tostring(werr))
     end
     local md5 = core.md5(body)
-    return { size = #body, md5 = md5 }
+    return { size = #body, md5 = md5, checksum = opts.checksum_alg and checksum.compute(opts.checksum_alg, body) }
   end
   -- spooled: hash it in blocks, then move it (copy only across filesystems)
   local f, err = io.open(req.body_file, "rb")
   if not f then return nil, s3err("InternalError", 500, "cannot read the request body: " .. tostring(err)) end
   local hm, hs = hashers(want_sha)
+  local hc = opts.checksum_alg and checksum.new(opts.checksum_alg)
   local size, st = 0, {}
   while true do
     local chunk = f:read(BLOCK)
     if not chunk then break end
     hm:update(chunk)
     if hs then hs:update(chunk) end
+    if hc then hc:update(chunk) end
     size = size + #chunk
     breathe(st, #chunk)
   end
@@ -167,7 +202,7 @@ function M.plain(req, opts, want_sha)
     local okc, cerr = M.copy_file(req.body_file, tmp, 0, size)
     if not okc then return nil, s3err("InternalError", 500, "cannot write: " .. tostring(cerr)) end
   end
-  return { size = size, md5 = hm:digest() }
+  return { size = size, md5 = hm:digest(), checksum = hc and hc:b64digest() }
 end
 
 --- Copy `length` bytes of `src` from `offset` to a new file `dst`
@@ -251,6 +286,8 @@ function M.dechunk(req, opts, signed)
     return nil, s3err("InternalError", 500, "cannot write: " .. tostring(oerr))
   end
   local hm = core.hasher("md5")
+  local hc = opts.checksum_alg and checksum.new(opts.checksum_alg)
+  local trailers = {}
   local size, st = 0, {}
   local function fail(e)
     r:close(); out:close(); os.remove(tmp)
@@ -280,10 +317,13 @@ function M.dechunk(req, opts, signed)
         local tl = r:line()
         if tl == nil or tl == "\r\n" then break end
         if tl:sub(-2) ~= "\r\n" then return fail(incomplete()) end
+        local name, value = tl:match("^([^:]+):%s*(.-)%s*\r\n$")
+        if name then trailers[name:lower()] = value end
       end
       break
     end
     hm:update(data)
+    if hc then hc:update(data) end
     local ok, werr = out:write(data)
     if not ok then return fail(s3err("InternalError", 500, "cannot write: " .. tostring(werr))) end
     size = size + n
@@ -301,7 +341,7 @@ function M.dechunk(req, opts, signed)
     os.remove(tmp)
     return nil, s3err("InternalError", 500, "cannot write: " .. tostring(cerr))
   end
-  return { size = size, md5 = hm:digest() }
+  return { size = size, md5 = hm:digest(), checksum = hc and hc:b64digest(), trailers = trailers }
 end
 
 return M
