@@ -8,7 +8,7 @@
  *   srv:unwait()        the waiting task was cancelled
  *   srv:closing()       -> boolean: closed and nothing left queued
  *   srv:close()         stop listening, close idle connections, finish the rest
- *   srv:stats()         -> {connections, queued, handling, closed}
+ *   srv:stats()         -> {connections, queued, handling, writing, closed, accept_pauses}
  *   ex:respond(task, res) -> true (the task yields until the response is sent,
  *                          then gets true | nil, err) | false, ok, err (done already)
  *                          | nil, err (res.body_file cannot be used; nothing sent)
@@ -166,6 +166,7 @@ struct srv {
     int dead;             /* everything freed (__gc) */
     int port;
     char host[INET6_ADDRSTRLEN];
+    lua_Integer accept_pauses; /* times accepting paused for lack of descriptors */
 };
 
 /* A request handed to Lua: the handler's link to its connection. */
@@ -427,6 +428,17 @@ static int on_headers_complete(http_parser *p)
         /* HTTP/0.9 ("GET /" alone) is not served; 2.x is not spoken here */
         c->err_status = p->http_major == 0 ? 400 : 505;
         return -1;
+    }
+    if (c->minor >= 1) {
+        /* RFC 9112 s3.2: an HTTP/1.1 request without exactly one Host
+         * field gets 400. */
+        int hosts = 0;
+        for (size_t i = 0; i < c->nhdrs; i++)
+            if (hdr_is(c, &c->hdrs[i], "host")) hosts++;
+        if (hosts != 1) {
+            c->err_status = 400;
+            return -1;
+        }
     }
     int has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENTLENGTH) && p->content_length > 0);
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > s->max_body) {
@@ -826,6 +838,7 @@ static void srv_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 /* Out of descriptors: pause accepting for a moment instead
                  * of spinning on a listening socket that stays readable. */
                 ev_io_stop(loop, &s->lio);
+                s->accept_pauses++;
                 ev_timer_set(&s->retry, 0.1, 0.);
                 ev_timer_start(loop, &s->retry);
             }
@@ -1211,6 +1224,8 @@ static int srv_stats(lua_State *L)
     lua_setfield(L, -2, "writing");
     lua_pushboolean(L, s->closing || s->dead);
     lua_setfield(L, -2, "closed");
+    lua_pushinteger(L, s->accept_pauses);
+    lua_setfield(L, -2, "accept_pauses");
     return 1;
 }
 

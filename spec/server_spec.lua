@@ -260,6 +260,21 @@ describe("server with aio_aws.http", function()
     proc.rmdir(spool)
   end)
 
+  it("answers 500 and closes when the body cannot be spooled", function()
+    local spool = proc.tmpdir("spool")
+    local called = false
+    with_server({ spool_threshold = 1000, spool_dir = spool, handler = function()
+      called = true
+      return { status = 200 }
+    end }, function(srv)
+      proc.rmdir(spool) -- mkstemp will fail
+      local res = assert(http.request{ url = srv.url .. "/x", method = "PUT", body = ("b"):rep(5000) })
+      assert.equal(500, res.status)
+      assert.equal("close", res.headers.connection)
+      assert.is_false(called)
+    end)
+  end)
+
   it("streams a response from a file with body_offset and body_length", function()
     local src = work .. "/download.bin"
     local out = work .. "/download.out"
@@ -663,6 +678,25 @@ describe("server with raw sockets", function()
       assert.equal(200, r.status)
       assert.equal("eof", r.how)
       assert.matches("\r\nConnection: close", r.head)
+    end)
+  end)
+
+  it("pauses accepting when out of descriptors, and recovers", function()
+    run(function()
+      local process = require "aio_aws.process"
+      local env = process.environ()
+      env.LD_PRELOAD, env.AIO_AWS_CPATH = nil, nil
+      env.LUA_PATH, env.LUA_CPATH = "lua/?.lua;lua/?/init.lua;;", "lua/?.so;;"
+      -- a soft limit well under the 100 connections the probe opens at once
+      local r = assert(process.run({ "sh", "-c", 'ulimit -Sn 48 && exec lua5.4 spec/support/server_fdlimit.lua 100' },
+        { env = env, timeout = 120 }))
+      assert.equal(0, r.exit_code, r.stderr)
+      local json = r.stdout:match("^(%b{})")
+      local res = cjson.decode(json)
+      assert.equal(100, res.ok, r.stdout)
+      assert.is_true(res.bodies_ok)
+      assert.is_true(tonumber(r.stdout:match("accept_pauses (%d+)")) > 0)
+      assert.equal("100", r.stdout:match("served (%d+)"))
     end)
   end)
 

@@ -156,7 +156,7 @@ function Server:close()
   return true
 end
 
---- {connections, queued, handling, writing, closed}
+--- {connections, queued, handling, writing, closed, accept_pauses}
 function Server:stats()
   return self._c:stats()
 end

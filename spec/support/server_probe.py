@@ -77,6 +77,8 @@ GARBAGE = {
     "cl_and_te": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     "bad_content_length": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\nabc",
     "two_content_lengths": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+    "no_host": b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n",
+    "two_hosts": b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
     "binary_junk": bytes((i * 37 + 11) % 256 for i in range(4096)),
 }
 
@@ -309,6 +311,11 @@ def scenario_keepalive(port):
 
 
 def main():
+    # The fd-limit spec lowers the soft limit for the server it starts; the
+    # probe, its child, takes the hard limit back.
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     name, port = sys.argv[1], int(sys.argv[2])
     fn = globals()["scenario_" + name]
     print(json.dumps(fn(port, *sys.argv[3:])))
