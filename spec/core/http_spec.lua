@@ -508,4 +508,124 @@ describe("http transport", function()
     end)
     assert.are.equal(300, ok)
   end)
+
+  -- feed mode: a body pulled from a Lua source with back-pressure
+
+  -- `n` chunks of `size` bytes, each made distinct by its index; the md5 of
+  -- the whole is computed as the chunks are produced
+  local function counted_source(n, size, opts)
+    local block = ("f"):rep(size - 8)
+    local i, h = 0, core.hasher("md5")
+    local src = {}
+    function src.next()
+      if i == n then return nil end
+      i = i + 1
+      if opts and opts.wait and i % 7 == 0 then aws.sleep(0.001) end -- sources may wait
+      local c = ("%08d"):format(i) .. block
+      h:update(c)
+      src.pulled = (src.pulled or 0) + #c
+      return c
+    end
+    function src.md5() return h:hexdigest() end
+    return src
+  end
+
+  it("uploads a body_source with a Content-Length, and chunked without one", function()
+    local a, b = counted_source(50, 65536, { wait = true }), counted_source(33, 10000)
+    run(function()
+      local r1 = assert(http.request({ method = "PUT", url = srv:url("/files/feed-len.bin"),
+        body_source = a.next, body_length = 50 * 65536 }))
+      assert.is_true(r1.status == 201 or r1.status == 204, "PUT status " .. r1.status)
+      local r2 = assert(http.request({ method = "PUT", url = srv:url("/files/feed-chunked.bin"),
+        body_source = b.next }))
+      assert.is_true(r2.status == 201 or r2.status == 204, "PUT status " .. r2.status)
+    end)
+    assert.are.equal(a.md5(), md5sum(srv.files_dir .. "/feed-len.bin"))
+    assert.are.equal(b.md5(), md5sum(srv.files_dir .. "/feed-chunked.bin"))
+  end)
+
+  it("feeds 100 MB with memory bounded", function()
+    local src = counted_source(100, 1 << 20)
+    local before = rss_kb()
+    local res = run(function()
+      return assert(http.request({ method = "PUT", url = srv:url("/files/feed-big.bin"),
+        body_source = src.next, body_length = 100 << 20 }))
+    end)
+    local grown = rss_kb() - before
+    assert.is_true(res.status == 201 or res.status == 204)
+    assert.are.equal(src.md5(), md5sum(srv.files_dir .. "/feed-big.bin"))
+    if not SANITIZED then assert.is_true(grown < 40 * 1024, "RSS grew by " .. grown .. " kB") end
+  end)
+
+  it("pulls no more than feed_buffer ahead of the network (back-pressure)", function()
+    local bh = blackhole.start("noaccept")
+    finally(function() bh:stop() end)
+    local src = counted_source(1000, 16384)
+    local _, err = run(function()
+      return http.request({ method = "PUT", url = bh:url("/x"), body_source = src.next,
+        body_length = 1000 * 16384, feed_buffer = 100000, connect_timeout = 0.5 })
+    end)
+    assert.are.equal("Timeout", err.code)
+    -- the buffer takes chunks while less than feed_buffer bytes wait (so
+    -- one may cross it), then the next chunk waits in the task
+    assert.is_true(src.pulled <= 100000 + 2 * 16384, "pulled " .. src.pulled)
+    assert.is_true(src.pulled >= 100000, "pulled " .. src.pulled)
+  end)
+
+  it("a failing, short, long or raising source ends the request cleanly", function()
+    run(function()
+      local n = 0
+      local _, err = http.request({ method = "PUT", url = srv:url("/files/f1"),
+        body_source = function() n = n + 1; if n < 3 then return ("a"):rep(1000) end return nil, "disk gone" end })
+      assert.are.equal("BodyReadError", err.code)
+      assert.matches("disk gone", err.message)
+      n = 0
+      _, err = http.request({ method = "PUT", url = srv:url("/files/f2"), body_length = 5000,
+        body_source = function() n = n + 1; if n < 3 then return ("a"):rep(1000) end end })
+      assert.are.equal("BodyReadError", err.code)
+      assert.matches("2000 of the declared 5000", err.message)
+      _, err = http.request({ method = "PUT", url = srv:url("/files/f3"), body_length = 10,
+        body_source = function() return ("a"):rep(1000) end })
+      assert.are.equal("BodyReadError", err.code)
+      local ok, e = pcall(http.request, { method = "PUT", url = srv:url("/files/f4"),
+        body_source = function() error("source bug") end })
+      assert.is_false(ok)
+      assert.matches("source bug", e)
+      ok, e = pcall(http.request, { method = "PUT", url = srv:url("/files/f5"),
+        body_source = function() return 42 end })
+      assert.is_false(ok)
+      assert.matches("must return strings", e)
+      assert.are.equal(0, core.stats().in_flight)
+    end)
+  end)
+
+  it("cancelling a task while it feeds stops its request", function()
+    local bh = blackhole.start("noaccept")
+    finally(function() bh:stop() end)
+    run(function()
+      local src = counted_source(1000, 16384)
+      local t = aws.spawn(function()
+        return http.request({ method = "PUT", url = bh:url("/x"), body_source = src.next, feed_buffer = 50000 })
+      end)
+      aws.sleep(0.1)
+      assert.are.equal(1, core.stats().in_flight)
+      t:cancel()
+      local r, e = t:wait()
+      assert.is_nil(r)
+      assert.are.equal("Cancelled", e.code)
+      assert.are.equal(0, core.stats().in_flight)
+    end)
+  end)
+
+  it("raises on body_source misuse", function()
+    run(function()
+      assert.has_error(function() http.request({ method = "PUT", url = srv:url("/x"), body_source = "abc" }) end)
+      assert.has_error(function()
+        http.request({ method = "PUT", url = srv:url("/x"), body = "a", body_source = function() end })
+      end)
+      assert.has_error(function()
+        http.request({ method = "PUT", url = srv:url("/x"), body_source = function() end, feed_buffer = -1 })
+      end)
+    end)
+  end)
 end)
