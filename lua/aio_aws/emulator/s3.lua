@@ -78,6 +78,7 @@ end
 
 function S3:close()
   self.closed = true
+  self.disk:close()
 end
 
 function S3:__tostring()

@@ -101,6 +101,9 @@ function M.open(dir, store)
     uploads = {},      -- upload id -> upload record
     journal_lines = 0,
   }, Disk)
+  -- files of writes a crash interrupted: never committed, never visible
+  local names = store.list_dir and store.list_dir(dir .. "/tmp") or {}
+  for _, name in ipairs(names) do os.remove(dir .. "/tmp/" .. name) end
   local ok, err = self:load()
   if not ok then return nil, err end
   return self
@@ -189,8 +192,16 @@ function Disk:load()
   return true
 end
 
+function Disk:close()
+  if self.jf then
+    self.jf:close()
+    self.jf = nil
+  end
+end
+
 --- Rewrite the journal as one "+" line per live key.
 function Disk:compact()
+  self:close()
   local out, n = {}, 0
   for name, b in pairs(self.buckets) do
     local hb = hex_encode(name)
@@ -205,12 +216,23 @@ function Disk:compact()
   return true
 end
 
+-- The journal stays open for appending (one open per process, not per
+-- put); each line is flushed before the put is acknowledged.
 function Disk:journal(op, bucket, key)
-  local f, err = io.open(self:path("index.log"), "ab")
-  if not f then return nil, err end
+  local f = self.jf
+  if not f then
+    local err
+    f, err = io.open(self:path("index.log"), "ab")
+    if not f then return nil, err end
+    self.jf = f
+  end
   local ok, werr = f:write(op, " ", hex_encode(bucket), " ", hex_encode(key), "\n")
-  local cok, cerr = f:close()
-  if not ok or not cok then return nil, werr or cerr end
+  local fok, ferr = f:flush()
+  if not ok or not fok then
+    f:close()
+    self.jf = nil
+    return nil, werr or ferr
+  end
   self.journal_lines = self.journal_lines + 1
   if self.journal_lines > 2 * self.live_count + 10000 then return self:compact() end
   return true
