@@ -1147,6 +1147,12 @@ local UNSUPPORTED = {
 
 function S3:route(r)
   local m, q = r.method, r.q
+  if q.versioning and m == "GET" and r.bucket and not r.key then
+    -- buckets here are never versioned: no Status element (GetBucketVersioning)
+    local b, e = self:bucket(r.bucket)
+    if not b then return nil, e end
+    return xml_response(r, 200, "VersioningConfiguration", {})
+  end
   for _, sub in ipairs(UNSUPPORTED) do
     if q[sub] then return nil, not_implemented("?" .. sub) end
   end
