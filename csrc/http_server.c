@@ -155,7 +155,7 @@ struct srv {
     ev_timer retry;       /* accepting paused after EMFILE */
     size_t max_header;
     uint64_t spool_threshold, max_body;
-    char *spool_dir;
+    char spool_dir[4096];
     double idle, reqto, linger;
     conn *conns;
     int nconns;
@@ -949,6 +949,21 @@ static int srv_listen(lua_State *L)
         return 2;
     }
 
+    if (strlen(dir) >= sizeof ((srv *)0)->spool_dir - 32) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "spool_dir path is too long");
+        return 2;
+    }
+    /* The userdata first: nothing below may raise with a socket open.
+     * uservalue 1: the waiting acceptor task. */
+    srv *s = lua_newuserdatauv(L, sizeof *s, 1);
+    memset(s, 0, sizeof *s);
+    s->fd = -1;
+    s->dead = 1; /* until listening, so __gc does nothing */
+    s->rt = rt;
+    luaL_setmetatable(L, SRV_MT);
+    strcpy(s->spool_dir, dir);
+
     struct addrinfo hints, *ai = NULL;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
@@ -979,18 +994,8 @@ static int srv_listen(lua_State *L)
         lua_pushfstring(L, "cannot listen on %s port %d: %s", host, (int)port, strerror(err));
         return 2;
     }
-    /* uservalue 1: the waiting acceptor task */
-    srv *s = lua_newuserdatauv(L, sizeof *s, 1);
-    memset(s, 0, sizeof *s);
     s->fd = fd;
-    s->rt = rt;
-    luaL_setmetatable(L, SRV_MT);
-    s->spool_dir = strdup(dir);
-    if (!s->spool_dir) {
-        s->dead = 1;
-        close(fd);
-        return luaL_error(L, "out of memory");
-    }
+    s->dead = 0;
     s->op.deliver = srv_deliver;
     s->op.drop = srv_drop;
     s->max_header = (size_t)max_header;
@@ -1198,8 +1203,6 @@ static int srv_gc(lua_State *L)
     s->closing = 1;
     srv_stop_listening(s);
     while (s->conns) conn_close(s->conns);
-    free(s->spool_dir);
-    s->spool_dir = NULL;
     s->dead = 1;
     return 0;
 }
