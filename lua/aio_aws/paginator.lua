@@ -202,6 +202,9 @@ function M.new(client, op, params, opts, level)
   for i, e in ipairs(as_list(cfg.output_token)) do output_tokens[i] = jmespath.compile(e) end
   for i, e in ipairs(as_list(cfg.result_key)) do result_keys[i] = jmespath.compile(e) end
   for i, e in ipairs(as_list(cfg.non_aggregate_keys)) do non_aggregate[i] = jmespath.compile(e) end
+  if #result_keys == 0 then
+    error(("paginate: the paginator of %s has no result_key"):format(operation.name), level)
+  end
   local max_items = opts.max_items
   if max_items ~= nil then
     max_items = math.tointeger(max_items)
