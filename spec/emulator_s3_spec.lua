@@ -145,6 +145,24 @@ describe("emulator s3 (service object)", function()
       assert.matches("cannot use", err)
     end)
 
+    it("takes a request with only a method and a target", function()
+      local res = s:handle({ method = "PUT", target = "/only" })
+      assert.equal(200, res.status)
+      res = s:handle({ method = "GET", target = "/only?list-type=2&prefix=x" })
+      assert.equal(200, res.status)
+      assert.equal("x", xml(res).Prefix)
+    end)
+
+    it("answers InternalError when the disk fails, and keeps serving", function()
+      assert.equal(200, call(s, "PUT", "/bkt").status)
+      rm_rf(dir .. "/objects")
+      check_error(call(s, "PUT", "/bkt/k", {}, "x"), 500, "InternalError")
+      check_error(call(s, "GET", "/bkt/k"), 404, "NoSuchKey")
+      assert(store.mkdir_p(dir .. "/objects"))
+      assert.equal(200, call(s, "PUT", "/bkt/k", {}, "x").status)
+      assert.equal("x", call(s, "GET", "/bkt/k").body)
+    end)
+
     it("refuses a closed service", function()
       s:close()
       assert.has_error(function() s:handle(request("GET", "/")) end, "aio_aws.emulator.s3: the service is closed")
@@ -1196,6 +1214,36 @@ describe("emulator s3 (live, through the endpoint)", function()
       assert.equal("hello", obj.Body:read_all())
       assert.equal("NhCmhg==", obj.ChecksumCRC32)
       fails("BadDigest", 400, s3:put_object{ Bucket = "bkt", Key = "ck2", Body = "hello", ChecksumCRC32 = "AAAAAA==" })
+    end)
+  end)
+
+  it("concurrent writers and readers: every answer is one whole version", function()
+    with_s3(function(s3)
+      assert(s3:create_bucket{ Bucket = "bkt" })
+      local versions = {}
+      for i = 1, 8 do versions[i] = string.format("%02d", i):rep(100000 + i) end
+      local valid = {}
+      for _, v in ipairs(versions) do valid[md5q(v)] = v end
+      local fns = {}
+      for i = 1, 8 do
+        fns[#fns + 1] = function() return assert(s3:put_object{ Bucket = "bkt", Key = "same", Body = versions[i] }).ETag end
+        fns[#fns + 1] = function()
+          local obj, err = s3:get_object{ Bucket = "bkt", Key = "same" }
+          if not obj then
+            assert.equal("NoSuchKey", err.code) -- before the first write landed
+            return "none"
+          end
+          local body = obj.Body:read_all()
+          assert.equal(valid[obj.ETag], body) -- the bytes of the version its ETag names
+          return "ok"
+        end
+      end
+      local results, errs = aws.gather(table.unpack(fns))
+      assert.is_nil(errs)
+      for i = 1, #results, 2 do assert.is_string(valid[results[i]] and results[i]) end
+      local final = assert(s3:get_object{ Bucket = "bkt", Key = "same" })
+      assert.equal(valid[final.ETag], final.Body:read_all())
+      assert.equal(1, assert(s3:list_objects_v2{ Bucket = "bkt" }).KeyCount)
     end)
   end)
 
