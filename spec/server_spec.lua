@@ -113,6 +113,21 @@ describe("server.listen", function()
     end)
   end)
 
+  it("is closed by <close> when the task that opened it raises", function()
+    local port
+    local ok, err = aws.run(function()
+      local srv <close> = assert(server.listen{ handler = echo })
+      port = srv.port
+      error("boom")
+    end)
+    assert.is_nil(ok)
+    assert.matches("boom", tostring(err))
+    local c = socket.tcp()
+    c:settimeout(5)
+    assert.is_nil(c:connect("127.0.0.1", port))
+    c:close()
+  end)
+
   it("keeps aws.run going until closed, and a forgotten server is closed by the collector", function()
     local port
     local ok = run(function()
@@ -601,6 +616,16 @@ describe("server with raw sockets", function()
       local r = probe("chunked", srv.port, 50000)
       assert.equal(200, r.status)
       assert.equal(r.sha256 .. " " .. math.tointeger(r.size), r.body)
+    end)
+  end)
+
+  it("adds the trailer fields of a chunked body to the headers", function()
+    with_server({}, function(srv)
+      local r = probe("trailer", srv.port)
+      assert.equal(200, r.status)
+      local seen = cjson.decode(r.body)
+      assert.equal("abcde", seen.body_text)
+      assert.equal("xyz", seen.headers["x-checksum"])
     end)
   end)
 

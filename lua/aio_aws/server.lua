@@ -14,7 +14,8 @@
 --
 -- Options: `host` ("127.0.0.1"; another address only when given; a literal
 -- IP, "localhost" meaning 127.0.0.1), `port` (0), `handler` (required),
--- `max_header_bytes` (65536: request line and headers; 414/431 beyond),
+-- `max_header_bytes` (65536: request line and headers; 414/431 beyond;
+-- libhttp-parser's own cap of 80 KiB applies above that),
 -- `spool_threshold` (1 MiB: larger bodies go to a temporary file),
 -- `spool_dir` ($TMPDIR or /tmp), `max_body_bytes` (5 GiB: 413 beyond),
 -- `idle_timeout` (60 s without a byte between requests or while sending:
@@ -39,8 +40,11 @@
 -- Content-Length. A handler that raises (or returns no table) gives a 500
 -- with a short body; the error goes to `on_error` only.
 --
--- A listening server keeps `aws.run` going until `srv:close()`. Dropping
--- the server object without closing it closes it when it is collected.
+-- A listening server keeps `aws.run` going until `srv:close()` (so a task
+-- that raises before closing it leaves run() waiting: prefer
+-- `local srv <close> = assert(server.listen{...})`). Dropping the server
+-- object without closing it closes it when it is collected. Trailer fields
+-- of a chunked body are added to `headers`/`header_list`.
 local core = require "aio_aws.core"
 local async = require "aio_aws.async"
 local errors = require "aio_aws.errors"

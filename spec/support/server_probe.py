@@ -60,8 +60,9 @@ def send_raw(port, payload, shut=False, timeout=10):
         s.shutdown(socket.SHUT_WR)
     data, how = read_until_close(s)
     s.close()
-    return {"status": status_of(data), "how": how,
-            "head": data.split(b"\r\n\r\n", 1)[0].decode("latin-1"), "bytes": len(data)}
+    head, _, body = data.partition(b"\r\n\r\n")
+    return {"status": status_of(data), "how": how, "head": head.decode("latin-1"),
+            "body": body.decode("latin-1"), "bytes": len(data)}
 
 
 GARBAGE = {
@@ -266,6 +267,12 @@ def scenario_chunked(port, size):
     out = r.read().decode()
     c.close()
     return {"status": r.status, "body": out, "sha256": hashlib.sha256(body).hexdigest(), "size": size}
+
+
+def scenario_trailer(port):
+    r = send_raw(port, b"POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                       b"3\r\nabc\r\n2\r\nde\r\n0\r\nX-Checksum: xyz\r\n\r\n")
+    return r
 
 
 def scenario_http10(port):
