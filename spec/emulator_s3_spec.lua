@@ -1041,11 +1041,24 @@ describe("emulator s3 (service object)", function()
     end)
 
     it("drops files of interrupted writes on start", function()
-      local f = assert(io.open(dir .. "/tmp/half-written", "wb"))
-      f:write("partial")
-      f:close()
-      new(dir)
+      assert.equal(200, call(s, "PUT", "/bkt").status)
+      put("live", "kept")
+      local id = xml(call(s, "POST", "/bkt/mp?uploads")).UploadId
+      assert.equal(200, call(s, "PUT", "/bkt/mp?partNumber=1&uploadId=" .. id, {}, "part").status)
+      local objects = store.list_dir(dir .. "/objects")
+      local uploads = store.list_dir(dir .. "/uploads")
+      for _, p in ipairs { "/tmp/half-written", "/objects/0123abcd.json", "/objects/0123abcd.5f00",
+        "/uploads/feed.1.99" } do
+        local f = assert(io.open(dir .. p, "wb"))
+        f:write("partial")
+        f:close()
+      end
+      local s2 = new(dir)
       assert.same({}, store.list_dir(dir .. "/tmp"))
+      assert.same(objects, store.list_dir(dir .. "/objects"))
+      assert.same(uploads, store.list_dir(dir .. "/uploads"))
+      assert.equal("kept", call(s2, "GET", "/bkt/live").body)
+      assert.equal(1, #all(xml(call(s2, "GET", "/bkt/mp?uploadId=" .. id)), "Part"))
     end)
 
     it("a failed upload leaves the old object whole", function()

@@ -189,7 +189,31 @@ function Disk:load()
     local u = self.store.read_json(self:path("uploads", id .. ".json"))
     if u and self.buckets[u.bucket] then self.uploads[id] = u end
   end
+  self:sweep()
   return true
+end
+
+--- Remove what a crash left behind: object and part files no committed
+-- metadata names (written but never acknowledged, or deleted but not yet
+-- removed). Only at start-up, when nothing is in flight.
+function Disk:sweep()
+  if not self.store.list_dir then return end
+  local keep = { ["index.json"] = true }
+  for name, b in pairs(self.buckets) do
+    for key, meta in pairs(b.objects) do
+      keep[object_id(name, key) .. ".json"] = true
+      keep[meta.data] = true
+    end
+  end
+  for id, u in pairs(self.uploads) do
+    keep[id .. ".json"] = true
+    for _, p in pairs(u.parts) do keep[p.data] = true end
+  end
+  for _, sub in ipairs { "objects", "uploads" } do
+    for _, name in ipairs(self.store.list_dir(self:path(sub)) or {}) do
+      if not keep[name] then os.remove(self:path(sub, name)) end
+    end
+  end
 end
 
 function Disk:close()
