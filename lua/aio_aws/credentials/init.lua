@@ -14,14 +14,13 @@
 --   env -> assume_role -> web_identity -> sso -> shared_credentials_file
 --   -> credential_process -> config_file -> container -> imds
 --
--- An explicitly
--- chosen profile (`config.load{profile=...}`, not AWS_PROFILE) takes the
--- environment provider out, and the web identity environment variables
--- with it, as in botocore.
+-- An explicitly chosen profile (`config.load{profile=...}`, not
+-- AWS_PROFILE) takes the environment provider out, and the web identity
+-- environment variables with it, as in botocore.
 --
--- Providers that need I/O (assume role and web identity: STS;
--- credential_process: a child process; container and instance metadata:
--- HTTP) never do it in `load`: they return a *deferred* table
+-- Providers that need I/O (assume role and web identity: STS; sso: the
+-- SSO portal; credential_process: a child process; container and instance
+-- metadata: HTTP) never do it in `load`: they return a *deferred* table
 -- `{deferred = true, fetch = function() end, source}` and `resolve` makes a
 -- credentials object without values whose first `get_frozen()` (inside a
 -- task, e.g. when a client signs its first request) calls `fetch`, shared
@@ -40,7 +39,8 @@
 -- must not silently fall through to other ones). `expiration` is epoch
 -- seconds or ISO 8601; `refresh`, a function returning the same shape,
 -- makes the credentials refreshable. `describe` says where it looked, for
--- the "NoCredentials" message (never a value).
+-- the "NoCredentials" message (never a value); nil when the provider was
+-- not configured at all (no role_arn, no credential_process, ...).
 --
 -- Secrets never appear in `tostring`, errors or logs: no value is a field
 -- of the object (they are read through `__index` from a private table), so
