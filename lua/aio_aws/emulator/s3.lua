@@ -433,6 +433,12 @@ function S3:contents_xml(e, enc, owner)
     .. el("StorageClass", m.storage_class or "STANDARD") .. "</Contents>"
 end
 
+-- an empty delimiter is no delimiter (and is not echoed back)
+local function nonempty(v)
+  if v == "" then return nil end
+  return v
+end
+
 local function encoder(q)
   local et = q["encoding-type"]
   if et == nil then return function(s) return s end end
@@ -450,7 +456,7 @@ function S3:list_objects_v2(r)
   if not enc then return nil, eerr end
   local max, merr = parse_max(q, "max-keys", 1000, 1000)
   if not max then return nil, merr end
-  local prefix, delim = q.prefix or "", q.delimiter
+  local prefix, delim = q.prefix or "", nonempty(q.delimiter)
   local token = q["continuation-token"]
   local marker
   if token then
@@ -496,7 +502,7 @@ function S3:list_objects(r)
   if not enc then return nil, eerr end
   local max, merr = parse_max(q, "max-keys", 1000, 1000)
   if not max then return nil, merr end
-  local prefix, delim, marker = q.prefix or "", q.delimiter, q.marker
+  local prefix, delim, marker = q.prefix or "", nonempty(q.delimiter), q.marker
   local entries, truncated = walk(b, prefix, delim, marker, max)
   local parts = { el("Name", r.bucket), el("Prefix", enc(prefix)), el("Marker", enc(marker or "")) }
   -- NextMarker only when a delimiter was given (ListObjects): otherwise
@@ -1062,7 +1068,7 @@ function S3:list_multipart_uploads(r)
   if not enc then return nil, eerr end
   local max, merr = parse_max(q, "max-uploads", 1000, 1000)
   if not max then return nil, merr end
-  local prefix, delim = q.prefix or "", q.delimiter
+  local prefix, delim = q.prefix or "", nonempty(q.delimiter)
   local km, uim = q["key-marker"] or "", q["upload-id-marker"] or ""
   local ups = {}
   for _, u in pairs(self.disk.uploads) do
