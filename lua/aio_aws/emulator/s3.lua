@@ -587,27 +587,6 @@ function S3:ingest(r)
   return res
 end
 
-function S3:put_object(r)
-  local b, e = self:bucket(r.bucket)
-  if not b then return nil, e end
-  local kerr = check_key(r.key)
-  if kerr then return nil, kerr end
-  local meta, merr = meta_from_headers(r.h)
-  if not meta then return nil, merr end
-  local got, gerr = self:ingest(r)
-  if not got then return nil, gerr end
-  meta.size, meta.etag, meta.mtime = got.size, '"' .. core.hex_encode(got.md5) .. '"', now_ms(self)
-  meta.checksum = got.checksum
-  local ok, err = self.disk:put_object(r.bucket, r.key, got.tmp, meta)
-  if not ok then
-    if err == "NoSuchBucket" then return nil, no_such_bucket(r.bucket) end
-    return nil, internal(err)
-  end
-  local extra = { etag = meta.etag }
-  if meta.checksum then extra["x-amz-checksum-" .. meta.checksum.alg] = meta.checksum.value end
-  return empty_response(r, 200, extra)
-end
-
 -- entity tags of an If-Match / If-None-Match list, without quotes or W/
 local function etag_list(v)
   local out = {}
@@ -624,6 +603,61 @@ local function etag_matches(v, etag)
     if t == "*" or t == bare then return true end
   end
   return false
+end
+
+--- Conditional writes (PutObject, CompleteMultipartUpload: If-None-Match
+-- "*" and If-Match): checked before the body is read and again just
+-- before the commit, with no wait in between, so two writers racing on
+-- one key cannot both pass If-None-Match: *.
+function S3:write_precondition(r, b)
+  local inm, im = r.h["if-none-match"], r.h["if-match"]
+  if not inm and not im then return nil end
+  local cur = b.objects[r.key]
+  if inm then
+    if inm:match("^%s*(.-)%s*$") ~= "*" then
+      return s3err("NotImplemented", 501, "A header you provided implies functionality that is not implemented",
+        { Header = "If-None-Match" })
+    end
+    if cur then
+      return s3err("PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold",
+        { Condition = "If-None-Match" })
+    end
+  end
+  if im then
+    if not cur then return no_such_key(r.key) end
+    if not etag_matches(im, cur.etag) then
+      return s3err("PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold",
+        { Condition = "If-Match" })
+    end
+  end
+end
+
+function S3:put_object(r)
+  local b, e = self:bucket(r.bucket)
+  if not b then return nil, e end
+  local kerr = check_key(r.key)
+  if kerr then return nil, kerr end
+  local meta, merr = meta_from_headers(r.h)
+  if not meta then return nil, merr end
+  local perr = self:write_precondition(r, b)
+  if perr then return nil, perr end
+  local got, gerr = self:ingest(r)
+  if not got then return nil, gerr end
+  meta.size, meta.etag, meta.mtime = got.size, '"' .. core.hex_encode(got.md5) .. '"', now_ms(self)
+  meta.checksum = got.checksum
+  perr = self:write_precondition(r, b)
+  if perr then
+    os.remove(got.tmp)
+    return nil, perr
+  end
+  local ok, err = self.disk:put_object(r.bucket, r.key, got.tmp, meta)
+  if not ok then
+    if err == "NoSuchBucket" then return nil, no_such_bucket(r.bucket) end
+    return nil, internal(err)
+  end
+  local extra = { etag = meta.etag }
+  if meta.checksum then extra["x-amz-checksum-" .. meta.checksum.alg] = meta.checksum.value end
+  return empty_response(r, 200, extra)
 end
 
 --- Conditional request headers (RFC 7232 section 6 order, as GetObject
@@ -982,6 +1016,8 @@ function S3:complete_multipart_upload(r)
     size = size + part.size
     p.part = part
   end
+  local perr = self:write_precondition(r, b)
+  if perr then return nil, perr end
   u.completing = true
   local tmp = self.disk:tmp_path()
   local f = io.open(tmp, "wb")
@@ -999,6 +1035,12 @@ function S3:complete_multipart_upload(r)
   local meta = u.meta or { metadata = {} }
   meta.size, meta.mtime = size, now_ms(self)
   meta.etag = '"' .. core.md5_hex(concat(md5s)) .. "-" .. #list .. '"'
+  perr = self:write_precondition(r, b)
+  if perr then
+    u.completing = nil
+    os.remove(tmp)
+    return nil, perr
+  end
   local ok, err = self.disk:put_object(r.bucket, r.key, tmp, meta)
   u.completing = nil
   if not ok then
