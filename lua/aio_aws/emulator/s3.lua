@@ -20,13 +20,21 @@
 --   (`b.localhost:PORT`); the path is then the key.
 -- * For aws-chunked uploads (`x-amz-content-sha256:
 --   STREAMING-AWS4-HMAC-SHA256-PAYLOAD`) every chunk signature is checked
---   against the chain that starts at the seed request's signature. Used:
---   `seed_signature` (hex signature of the seed request), `region` (its
---   credential scope region), `amz_date` (its X-Amz-Date), `secret_key`
---   (the secret that signed it). Each one missing is taken from the
---   request (Authorization header, x-amz-date) or from ctx.secret_key.
---   `no_auth = true` (or ctx.no_auth) skips chunk verification, as the
---   router skips signatures then.
+--   against the chain that starts at the seed request's signature
+--   (sigv4-streaming.html). Used, in this order: `streaming.chunker` (the
+--   router's verified seed: emulator/auth.lua `verify` returns
+--   `streaming = {seed_signature, amz_date, region, chunker}`; the
+--   chunker's `sign_chunk(data)` gives the signature the next chunk must
+--   carry); else `streaming` or `info` fields `seed_signature`, `region`,
+--   `amz_date` and `secret_key`, each missing one taken from the request
+--   (Authorization header, x-amz-date) or ctx.secret_key. `no_auth = true`
+--   (or ctx.no_auth) skips chunk verification, as the router skips
+--   signatures then.
+--
+-- Listings are in byte order (S3 lists UTF-8 keys in binary order): Lua
+-- compares strings with strcoll, which is byte order in the C locale every
+-- Lua program starts in; a host that sets LC_COLLATE otherwise changes it.
+-- One service object per data directory (it keeps the key index in memory).
 --
 -- The answer `res` is `{status, headers, body | body_file, body_offset,
 -- body_length}`; objects over SMALL_BODY bytes are answered from their file.
