@@ -319,7 +319,7 @@ function Client:_call(op_name, params, opts, op)
     p[vmember] = "ENABLED"
     params = p
   end
-  if opts.dry_run then return self:_prepare(op_name, params, opts) end
+  if opts.dry_run then return Client._prepare(self, op_name, params, opts) end
   async.need_task("client:" .. model.xform_name(op_name))
   local resp_algs = op.httpChecksum and checksum.response_algorithms(op, params)
   local stream_member = self._stream_ops[op_name]
@@ -334,7 +334,7 @@ function Client:_call(op_name, params, opts, op)
     local wait = self._retry:before_send()
     if wait and wait > 0 then async.sleep(wait) end
     if hk and opts._hook_ctx then opts._hook_ctx.attempt = n end
-    local prepared, perr = self:_prepare(op_name, params, opts)
+    local prepared, perr = Client._prepare(self, op_name, params, opts)
     if not prepared then return nil, perr end
     local t0
     if debug_log then
@@ -346,7 +346,7 @@ function Client:_call(op_name, params, opts, op)
     if hk and hk.before_send then
       res = hooks.emit(hk.before_send, op_name, prepared, self:_ctx(op_name, params, opts), true)
     end
-    if res == nil then res, err = self:_send(prepared) end
+    if res == nil then res, err = Client._send(self, prepared) end
     if debug_log then
       if res then
         LOG:debug("%s %s %s -> %s in %.3f s (attempt %d, request id %s)", op_name, prepared.method,
@@ -441,7 +441,7 @@ function Client:call(op_name, params, opts)
     -- the hot path: no hook registered, nothing allocated for them
     local ok, verr = self._validate.params(svc, op_name, params)
     if not ok then return nil, verr end
-    return self:_call(op_name, params, opts, op)
+    return Client._call(self, op_name, params, opts, op)
   end
   local o = {}
   for k, v in pairs(opts) do o[k] = v end
@@ -460,7 +460,7 @@ function Client:call(op_name, params, opts)
   local out, err
   local ok, verr = self._validate.params(svc, op_name, params)
   if ok then
-    out, err = self:_call(op_name, params, opts, op)
+    out, err = Client._call(self, op_name, params, opts, op)
   else
     err = verr
   end
@@ -624,6 +624,7 @@ function M.new(service_name, opts, deps)
     _inject_host_prefix = opts.inject_host_prefix ~= false,
     _stream_ops = stream_ops,
     _hooks = false, -- a registry once client:on is used (aio_aws.hooks)
+    _closed = false, -- (a nil field would go through __index on every call)
     _request_checksum = opts.request_checksum_calculation
       or checksum_setting(cfg, "request_checksum_calculation"),
     _response_checksum = opts.response_checksum_validation
