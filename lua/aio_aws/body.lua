@@ -252,6 +252,10 @@ M.Body = Body
 
 local CHUNK = 65536
 
+-- readers without seek already sent once (each attempt describes the
+-- caller's value anew); weak, so they are not kept alive
+local consumed = setmetatable({}, { __mode = "k" })
+
 --- Describe a streaming input (see the module comment).
 -- @return `{kind = "string", data}`, `{kind = "path", path, offset, length}`,
 --   `{kind = "handle", handle, start, length}`, `{kind = "reader", handle}`;
@@ -326,11 +330,11 @@ function M.open(src)
     if not f:seek("set", src.start) then return nil, errors.new("BodyReadError", "cannot rewind the body") end
     left = src.length
   else
-    if src.used then
+    f = src.handle
+    if consumed[f] then
       return nil, errors.new("BodyReadError", "the body cannot be rewound to send it again (no seek)")
     end
-    src.used = true
-    f = src.handle
+    consumed[f] = true
   end
   local function read(n)
     if left then

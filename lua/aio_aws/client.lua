@@ -116,7 +116,10 @@ end
 
 --- Build the signed HTTP request for one attempt.
 -- @treturn table {method, url, headers, body | body_file, ...}
-function Client:_prepare(op_name, params, opts)
+-- `call_state` (per call, for operations with a streaming input) keeps
+-- the body's description across attempts: a file handle is resent from
+-- where it was when the call began.
+function Client:_prepare(op_name, params, opts, call_state)
   local svc = self._svc
   local req, err = protocol.build(svc, op_name, params, { host_prefix_enabled = self._inject_host_prefix })
   if not req then return nil, err end
@@ -145,9 +148,13 @@ function Client:_prepare(op_name, params, opts)
   local src, payload_hash, body_file, body_offset, body_length, body_open
   if body ~= nil and type(body) ~= "string" then
     -- a file, a file handle or a reader: streamed, never read whole
-    local serr
-    src, serr = bodymod.source(body)
-    if not src then return nil, serr end
+    src = call_state and call_state.src
+    if not src then
+      local serr
+      src, serr = bodymod.source(body)
+      if not src then return nil, serr end
+      if call_state then call_state.src = src end
+    end
     body = nil
   end
   local op = svc:operation(op_name)
@@ -173,7 +180,9 @@ function Client:_prepare(op_name, params, opts)
   -- here `alg` is set only for a streamed body that still needs its checksum
   local trailer = alg and op.has_streaming_input and scheme == "https"
   if src then
-    local signed_payload = not (self._is_s3 and scheme == "https")
+    -- S3 over TLS signs UNSIGNED-PAYLOAD (botocore); so does a body that
+    -- can be read only once, which S3 accepts over http too
+    local signed_payload = not (self._is_s3 and (scheme == "https" or src.kind == "reader"))
     if trailer then
       -- aws-chunked with the checksum in a trailer: one pass over the file
       -- (botocore _apply_request_trailer_checksum; unsigned, so TLS only)
@@ -326,6 +335,7 @@ function Client:_call(op_name, params, opts, op)
   local hk = self._hooks
   local debug_log = LOG:enabled("DEBUG")
 
+  local call_state = op.has_streaming_input and {} or nil
   local attempt = self._retry:start(op)
   local redirected = false
   local n = 0
@@ -334,7 +344,7 @@ function Client:_call(op_name, params, opts, op)
     local wait = self._retry:before_send()
     if wait and wait > 0 then async.sleep(wait) end
     if hk and opts._hook_ctx then opts._hook_ctx.attempt = n end
-    local prepared, perr = Client._prepare(self, op_name, params, opts)
+    local prepared, perr = Client._prepare(self, op_name, params, opts, call_state)
     if not prepared then return nil, perr end
     local t0
     if debug_log then
