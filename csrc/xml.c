@@ -2,6 +2,8 @@
  *
  * core.xml_decode(s [, "sequence"]) -> node, root_name | nil, err
  * core.xml_escape(s) -> s with &, <, >, ", ', CR, LF escaped
+ * core.xml_schema(nodes), core.xml_decode_shaped(s, schema): straight to
+ *   the output of one shape (see "shape-directed decoding" below)
  *
  * The decoded form is designed for the shape-directed readers in
  * lua/aio_aws/protocol/xml.lua (which turn it into the final output, mostly
@@ -38,11 +40,12 @@
  * are made once per distinct name.
  *
  * Measured (spec/xml_spec.lua prints it): a 1,000-key ListObjectsV2 page
- * as S3 sends it by default (296 KB): xml_decode 1.3 ms, bytes to the final
- * parsed output table (protocol.parse) 2.2 ms of CPU; with FetchOwner
- * (362 KB): 1.9 ms and 3.3 ms. Expat alone takes 0.85 and 1.1 ms of that.
+ * as S3 sends it by default (296 KB): xml_decode 1.3 ms; bytes to the final
+ * output (protocol.parse, shaped path below) 1.2-1.4 ms of CPU, against
+ * 2.2 ms through this generic form and the Lua reader; with FetchOwner
+ * (362 KB): 1.8 ms against 3.3 ms. Expat alone takes 0.85 and 1.1 ms.
  * (lua5.4 5.4.4, -O2, one core of a shared 2-core AMD EPYC VM, best of
- * several runs; under load the same page measured up to 2.8 ms.)
+ * several runs.)
  *
  * Memory safety (STYLE.md §3 rule 8): expat's callbacks never call Lua.
  * Phase 1 runs expat and records compact events into a malloc'd buffer.
@@ -118,6 +121,10 @@ typedef struct xml_box {
     uint32_t names_cap;
     char *nbuf;            /* name bytes */
     size_t nbuf_len, nbuf_cap;
+    /* shaped decoding: per (schema node, name id) the field index + 2
+     * (0 = not looked up yet, 1 = not a field) */
+    uint32_t *fcache;
+    size_t fcache_cap;
 } xml_box;
 
 static void s_box_release(xml_box *b)
@@ -138,6 +145,9 @@ static void s_box_release(xml_box *b)
     free(b->nbuf);
     b->nbuf = NULL;
     b->nbuf_len = b->nbuf_cap = 0;
+    free(b->fcache);
+    b->fcache = NULL;
+    b->fcache_cap = 0;
 }
 
 static int s_box_gc(lua_State *L)
@@ -635,6 +645,443 @@ static int s_decode(lua_State *L)
     return 2;
 }
 
+/* ---- shape-directed decoding ------------------------------------------
+ *
+ * core.xml_schema(nodes) -> schema
+ * core.xml_decode_shaped(s, schema) -> output | false | nil, err
+ *
+ * The generic form above is read into the output by Lua (protocol/xml.lua);
+ * for the output shapes that matter for speed (a ListObjectsV2 page is
+ * thousands of small records) the same events are turned straight into the
+ * final output here, guided by a schema compiled once per shape in Lua:
+ * `nodes[i]` is the list of fields of structure i (the root is 1), a field
+ * {elem, member, kind, item_kind, sub}; `elem` the element name, `member`
+ * the output key, `kind` one of the K_ numbers below, `sub` a node index.
+ * Anything the schema cannot say exactly as the Lua reader would (a leaf
+ * with child elements, a number that is not plain digits, a timestamp not
+ * in the S3 form, ...) returns false, and the caller uses the generic path,
+ * which also reports malformed documents. So the two paths cannot differ
+ * on any document: this one either agrees or declines. */
+
+#define XS_MT "aio_aws.xml_schema"
+enum { K_STR = 1, K_INT = 2, K_BOOL = 3, K_TS = 4, K_FLOAT = 5, K_STRUCT = 7, K_LIST = 8, K_FLIST = 10 };
+
+typedef struct xs_field {
+    uint32_t elem_off, elem_len;   /* in strs */
+    int member;                    /* index in the uservalue's key list */
+    int kind, item_kind;
+    int sub;                       /* 0-based node, -1 when none */
+} xs_field;
+
+typedef struct xml_schema {
+    uint32_t nnodes, nfields;
+    uint32_t *first, *count;       /* fields of node i: [first[i], first[i] + count[i]) */
+    xs_field *fields;
+    char *strs;
+} xml_schema;
+
+static int xs_gc(lua_State *L)
+{
+    xml_schema *x = luaL_checkudata(L, 1, XS_MT);
+    free(x->first); free(x->count); free(x->fields); free(x->strs);
+    x->first = x->count = NULL; x->fields = NULL; x->strs = NULL;
+    x->nnodes = x->nfields = 0;
+    return 0;
+}
+
+static int xs_int_field(lua_State *L, int t, const char *k, int def)
+{
+    int isnum, v;
+    lua_getfield(L, t, k);
+    v = (int)lua_tointegerx(L, -1, &isnum);
+    if (!isnum) {
+        if (!lua_isnil(L, -1) || def == INT_MIN) luaL_error(L, "xml_schema: field '%s' must be an integer", k);
+        v = def;
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* core.xml_schema(nodes): uservalue 1 = the output keys, by member index */
+static int xs_new(lua_State *L)
+{
+    lua_Integer nn, i, j, nf = 0;
+    size_t slen = 0;
+    xml_schema *x;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    nn = (lua_Integer)lua_rawlen(L, 1);
+    if (nn < 1 || nn > 100000) return luaL_error(L, "xml_schema: 1 to 100000 nodes expected");
+    for (i = 1; i <= nn; i++) {
+        if (lua_rawgeti(L, 1, i) != LUA_TTABLE) return luaL_error(L, "xml_schema: node %d is not a table", (int)i);
+        nf += (lua_Integer)lua_rawlen(L, -1);
+        for (j = 1; j <= (lua_Integer)lua_rawlen(L, -1); j++) {
+            size_t l;
+            lua_rawgeti(L, -1, j);
+            luaL_checktype(L, -1, LUA_TTABLE);
+            lua_getfield(L, -1, "elem");
+            if (!lua_tolstring(L, -1, &l)) return luaL_error(L, "xml_schema: field without elem");
+            slen += l;
+            lua_pop(L, 2);
+        }
+        lua_pop(L, 1);
+        if (nf > 1000000) return luaL_error(L, "xml_schema: too many fields");
+    }
+    x = lua_newuserdatauv(L, sizeof *x, 1);              /* [nodes x] */
+    memset(x, 0, sizeof *x);
+    luaL_setmetatable(L, XS_MT);
+    x->first = malloc((size_t)nn * sizeof *x->first);
+    x->count = malloc((size_t)nn * sizeof *x->count);
+    x->fields = malloc((size_t)(nf ? nf : 1) * sizeof *x->fields);
+    x->strs = malloc(slen ? slen : 1);
+    if (!x->first || !x->count || !x->fields || !x->strs) return luaL_error(L, "out of memory");
+    x->nnodes = (uint32_t)nn;
+    lua_newtable(L);                                     /* [nodes x keys] */
+    {
+        uint32_t fi = 0, so = 0;
+        int nkeys = 0;
+        for (i = 1; i <= nn; i++) {
+            lua_Integer cnt;
+            lua_rawgeti(L, 1, i);                        /* [.. node] */
+            cnt = (lua_Integer)lua_rawlen(L, -1);
+            x->first[i - 1] = fi;
+            x->count[i - 1] = (uint32_t)cnt;
+            for (j = 1; j <= cnt; j++) {
+                xs_field *f = &x->fields[fi++];
+                size_t l;
+                const char *e;
+                lua_rawgeti(L, -1, j);                   /* [.. node field] */
+                int ft = lua_gettop(L);
+                lua_getfield(L, ft, "elem");
+                e = lua_tolstring(L, -1, &l);
+                memcpy(x->strs + so, e, l);
+                f->elem_off = so;
+                f->elem_len = (uint32_t)l;
+                so += (uint32_t)l;
+                lua_pop(L, 1);
+                if (lua_getfield(L, ft, "member") != LUA_TSTRING)
+                    return luaL_error(L, "xml_schema: field without member");
+                lua_rawseti(L, 3, ++nkeys);              /* keys[nkeys] = member */
+                f->member = nkeys;
+                f->kind = xs_int_field(L, ft, "kind", INT_MIN);
+                f->item_kind = xs_int_field(L, ft, "item_kind", 0);
+                f->sub = xs_int_field(L, ft, "sub", 0) - 1;
+                if (f->sub < -1 || f->sub >= (int)nn) return luaL_error(L, "xml_schema: bad node index");
+                if ((f->kind == K_STRUCT || ((f->kind == K_LIST || f->kind == K_FLIST) && f->item_kind == K_STRUCT))
+                    && f->sub < 0)
+                    return luaL_error(L, "xml_schema: structure field without sub");
+                lua_pop(L, 1);                           /* [.. node] */
+            }
+            lua_pop(L, 1);
+        }
+        x->nfields = fi;
+    }
+    lua_setiuservalue(L, -2, 1);                         /* [nodes x] */
+    return 1;
+}
+
+/* Lua's iso_fast (protocol/timestamp.lua) in C: "YYYY-MM-DDThh:mm:ss[.f+]Z".
+ * Returns 0 when not that form (the caller declines). */
+static int64_t xs_days_from_civil(int64_t y, int64_t m, int64_t d)
+{
+    int64_t era, yoe, mp, doy, doe;
+    if (m <= 2) y -= 1;
+    era = (y >= 0 ? y : y - 399) / 400;
+    yoe = y - era * 400;
+    mp = (m + 9) % 12;
+    doy = (153 * mp + 2) / 5 + d - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+#define XS_D(c) ((c) >= '0' && (c) <= '9')
+static int xs_iso(lua_State *L, const char *s, size_t n)
+{
+    int64_t y, mo, d, secs, micro = 0;
+    size_t k;
+    if (n < 20 || s[4] != '-' || s[7] != '-' || s[13] != ':' || s[16] != ':') return 0;
+    if (!(s[10] == 'T' || s[10] == 't' || s[10] == ' ')) return 0;
+    if (!(XS_D(s[0]) && XS_D(s[1]) && XS_D(s[2]) && XS_D(s[3]) && s[5] >= '0' && s[5] <= '1' && XS_D(s[6])
+          && s[8] >= '0' && s[8] <= '3' && XS_D(s[9]) && s[11] >= '0' && s[11] <= '2' && XS_D(s[12])
+          && s[14] >= '0' && s[14] <= '5' && XS_D(s[15]) && s[17] >= '0' && s[17] <= '6' && XS_D(s[18])))
+        return 0;
+    y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
+    mo = (s[5] - '0') * 10 + (s[6] - '0');
+    d = (s[8] - '0') * 10 + (s[9] - '0');
+    if (mo < 1 || mo > 12 || d < 1) return 0;
+    secs = (xs_days_from_civil(y, mo, 1) + d - 1) * 86400 + ((s[11] - '0') * 10 + (s[12] - '0')) * 3600
+         + ((s[14] - '0') * 10 + (s[15] - '0')) * 60 + ((s[17] - '0') * 10 + (s[18] - '0'));
+    if (s[19] == 'Z' || s[19] == 'z') {
+        if (n != 20) return 0;
+        lua_pushinteger(L, (lua_Integer)secs);
+        return 1;
+    }
+    if (s[19] != '.') return 0;
+    if (n == 24) {
+        int64_t ms;
+        if (s[23] != 'Z' || !XS_D(s[20]) || !XS_D(s[21]) || !XS_D(s[22])) return 0;
+        ms = (s[20] - '0') * 100 + (s[21] - '0') * 10 + (s[22] - '0');
+        if (ms == 0) lua_pushinteger(L, (lua_Integer)secs);
+        else lua_pushnumber(L, (lua_Number)(secs * 1000 + ms) / 1000);
+        return 1;
+    }
+    if (s[n - 1] != 'Z' && s[n - 1] != 'z') return 0;
+    for (k = 20; k < n - 1; k++) {
+        if (!XS_D(s[k])) return 0;
+        if (k <= 25) micro = micro * 10 + (s[k] - '0');
+    }
+    if (k == 20) return 0;
+    for (; k <= 25; k++) micro *= 10;
+    if (micro == 0) lua_pushinteger(L, (lua_Integer)secs);
+    else lua_pushnumber(L, (lua_Number)(secs * 1000000 + micro) / 1000000);
+    return 1;
+}
+
+/* Pushes the value of a leaf of `kind` with text s; 0 = decline. */
+static int xs_leaf(lua_State *L, int kind, const char *s, size_t n)
+{
+    switch (kind) {
+    case K_STR:
+        lua_pushlstring(L, s, n);
+        return 1;
+    case K_BOOL:
+        lua_pushboolean(L, n == 4 && memcmp(s, "true", 4) == 0);
+        return 1;
+    case K_INT: {
+        /* plain [+-]digits within 64 bits, as tonumber gives an integer */
+        size_t i = 0;
+        uint64_t v = 0;
+        int neg = 0;
+        if (n > 0 && (s[0] == '-' || s[0] == '+')) { neg = s[0] == '-'; i = 1; }
+        if (i == n || n - i > 18) return 0;
+        for (; i < n; i++) {
+            if (!XS_D(s[i])) return 0;
+            v = v * 10 + (uint64_t)(s[i] - '0');
+        }
+        lua_pushinteger(L, neg ? -(lua_Integer)v : (lua_Integer)v);
+        return 1;
+    }
+    case K_FLOAT: {
+        char buf[64];
+        char *endp;
+        size_t i;
+        double v;
+        if (n == 0 || n >= sizeof buf) return 0;
+        for (i = 0; i < n; i++)
+            if (!(XS_D(s[i]) || s[i] == '.' || s[i] == '-' || s[i] == '+' || s[i] == 'e' || s[i] == 'E')) return 0;
+        memcpy(buf, s, n);
+        buf[n] = 0;
+        v = strtod(buf, &endp);
+        if (*endp) return 0;
+        lua_pushnumber(L, v);
+        return 1;
+    }
+    case K_TS:
+        return xs_iso(L, s, n);
+    default:
+        return 0;
+    }
+}
+
+enum { SF_STRUCT, SF_LIST, SF_LEAF, SF_SKIP };
+
+typedef struct sframe {
+    int type;                 /* SF_* */
+    int kind;                 /* leaf kind, or list item kind */
+    int node;                 /* structure node (SF_STRUCT), item node (SF_LIST) */
+    int tbl;                  /* stack index of its table (struct, list) */
+    const xs_field *field;    /* the field it fills in its parent structure, or NULL */
+    const char *text; uint32_t tlen;
+    lua_Integer n;            /* list length */
+} sframe;
+
+/* field of structure `node` for element name id `id`, or NULL */
+static const xs_field *xs_lookup(xml_box *b, const xml_schema *x, int node, uint32_t id)
+{
+    uint32_t *slot = &b->fcache[(size_t)node * b->nnames + id];
+    if (*slot == 0) {
+        uint32_t i, k = x->first[node], end = k + x->count[node];
+        const char *nm = b->nbuf + b->names[id].off;
+        uint32_t nl = b->names[id].len;
+        *slot = 1;
+        /* element names are unique per node (protocol/xml.lua compile_schema) */
+        for (i = k; i < end; i++)
+            if (x->fields[i].elem_len == nl && memcmp(x->strs + x->fields[i].elem_off, nm, nl) == 0)
+                *slot = i + 2;
+    }
+    return *slot == 1 ? NULL : &x->fields[*slot - 2];
+}
+
+/* Stack: [box schema keys ...]. Sets the value on top into its place. */
+static void xs_place(lua_State *L, sframe *parent, const xs_field *f)
+{
+    if (parent->type == SF_LIST) {
+        lua_rawseti(L, parent->tbl, ++parent->n);
+        return;
+    }
+    /* parent is a structure */
+    lua_rawgeti(L, 3, f->member);                         /* [.. v key] */
+    if (f->kind == K_FLIST) {
+        lua_pushvalue(L, -1);                             /* [.. v key key] */
+        if (lua_rawget(L, parent->tbl) != LUA_TTABLE) {   /* [.. v key list?] */
+            lua_pop(L, 1);
+            lua_createtable(L, 4, 0);
+            lua_pushvalue(L, -2);
+            lua_pushvalue(L, -2);                         /* [.. v key list key list] */
+            lua_rawset(L, parent->tbl);
+        }
+        lua_rotate(L, -3, -1);                            /* [.. key list v] */
+        lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+        lua_pop(L, 2);
+        return;
+    }
+    lua_insert(L, -2);                                    /* [.. key v] */
+    lua_rawset(L, parent->tbl);
+}
+
+/* lua_pcall'd: (box, schema) -> output table, or false to decline */
+static int s_phase2_shaped(lua_State *L)
+{
+    xml_box *b = lua_touserdata(L, 1);
+    const xml_schema *x = lua_touserdata(L, 2);
+    const char *p = b->buf, *end = b->buf + b->len;
+    sframe st[XML_MAX_DEPTH + 1];
+    int depth = 0;
+    size_t need;
+    lua_settop(L, 2);
+    lua_getiuservalue(L, 2, 1);                           /* [box schema keys] */
+    if (!lua_checkstack(L, XML_MAX_DEPTH + 16)) { lua_pushboolean(L, 0); return 1; }
+    need = (size_t)x->nnodes * b->nnames;
+    if (need > b->fcache_cap) {
+        uint32_t *nc = realloc(b->fcache, need * sizeof *nc);
+        if (!nc) return luaL_error(L, "out of memory");
+        b->fcache = nc;
+        b->fcache_cap = need;
+    }
+    memset(b->fcache, 0, need * sizeof *b->fcache);
+    while (p < end) {
+        char ev = *p++;
+        if (ev == EV_START) {
+            uint32_t nchild = s_get_u32(&p), i;
+            uint32_t nattr, id;
+            sframe *f, *parent = depth > 0 ? &st[depth - 1] : NULL;
+            (void)s_get_u32(&p);                          /* flags */
+            nattr = s_get_u32(&p);
+            id = s_get_u32(&p);
+            for (i = 0; i < nattr; i++) {                 /* attributes: not read */
+                uint32_t l = s_get_u32(&p);
+                p += l;
+                l = s_get_u32(&p);
+                p += l;
+            }
+            f = &st[depth++];
+            f->text = NULL;
+            f->tlen = 0;
+            f->tbl = 0;
+            f->n = 0;
+            f->field = NULL;
+            if (!parent) {                                /* the root: node 0 */
+                f->type = SF_STRUCT;
+                f->node = 0;
+            } else if (parent->type == SF_SKIP) {
+                f->type = SF_SKIP;
+                continue;
+            } else if (parent->type == SF_LEAF) {
+                lua_pushboolean(L, 0);                    /* a leaf with elements */
+                return 1;
+            } else if (parent->type == SF_LIST) {         /* an item, any name */
+                f->type = parent->kind == K_STRUCT ? SF_STRUCT : SF_LEAF;
+                f->kind = parent->kind;
+                f->node = parent->node;
+            } else {                                      /* a structure's child */
+                const xs_field *fd = xs_lookup(b, x, parent->node, id);
+                f->field = fd;
+                if (!fd) {
+                    f->type = SF_SKIP;
+                    continue;
+                }
+                if (fd->kind == K_STRUCT) {
+                    f->type = SF_STRUCT;
+                    f->node = fd->sub;
+                } else if (fd->kind == K_LIST) {
+                    f->type = SF_LIST;
+                    f->kind = fd->item_kind;
+                    f->node = fd->sub;
+                } else if (fd->kind == K_FLIST) {         /* the element is an item */
+                    f->type = fd->item_kind == K_STRUCT ? SF_STRUCT : SF_LEAF;
+                    f->kind = fd->item_kind;
+                    f->node = fd->sub;
+                } else {
+                    f->type = SF_LEAF;
+                    f->kind = fd->kind;
+                }
+            }
+            if (f->type == SF_STRUCT) {
+                lua_createtable(L, 0, (int)(nchild < 64 ? nchild : 64));
+                f->tbl = lua_gettop(L);
+            } else if (f->type == SF_LIST) {
+                lua_createtable(L, (int)(nchild < 4096 ? nchild : 4096), 0);
+                f->tbl = lua_gettop(L);
+            }
+        } else if (ev == EV_TEXT) {
+            sframe *f = &st[depth - 1];
+            uint32_t n = s_get_u32(&p);
+            if (f->type == SF_LEAF && !f->text) {
+                f->text = p;
+                f->tlen = n;
+            }
+            p += n;
+        } else { /* EV_END */
+            sframe *f = &st[--depth];
+            if (f->type == SF_SKIP) continue;
+            if (f->type == SF_LEAF) {
+                if (!xs_leaf(L, f->kind, f->text ? f->text : "", f->tlen)) {
+                    lua_pushboolean(L, 0);
+                    return 1;
+                }
+            }                                             /* [.. v] */
+            if (depth == 0) {
+                if (f->type != SF_STRUCT) { lua_pushboolean(L, 0); return 1; }
+                return 1;
+            }
+            xs_place(L, &st[depth - 1], f->field);
+        }
+    }
+    lua_pushboolean(L, 0);
+    return 1;
+}
+
+/* core.xml_decode_shaped(s, schema) -> output | false | nil, err */
+static int s_decode_shaped(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    xml_schema *x = luaL_checkudata(L, 2, XS_MT);
+    xml_box *b = lua_touserdata(L, lua_upvalueindex(1));
+    const char *err;
+    char msg[256];
+    int status;
+    if (!x->fields) return luaL_argerror(L, 2, "schema was collected");
+    if (b->busy) b = s_box_new(L);
+    b->busy = 1;
+    b->all_sequence = 0;
+    err = s_phase1(b, s, n, msg, sizeof msg);
+    if (err) {
+        b->busy = 0;
+        if (b->cap > XML_KEEP_BYTES) s_box_release(b);
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    lua_pushcfunction(L, s_phase2_shaped);
+    lua_pushlightuserdata(L, b);
+    lua_pushvalue(L, 2);
+    status = lua_pcall(L, 2, 1, 0);
+    b->busy = 0;
+    if (b->cap > XML_KEEP_BYTES) s_box_release(b);
+    if (status != LUA_OK) return lua_error(L);
+    return 1;
+}
+
 /* core.xml_escape(s): text and attribute values for the XML writer. */
 static int s_escape(lua_State *L)
 {
@@ -678,9 +1125,19 @@ void aio_xml_open(lua_State *L)
         lua_setfield(L, -2, "__close");
     }
     lua_pop(L, 1);                                /* [core] */
+    if (luaL_newmetatable(L, XS_MT)) {
+        lua_pushcfunction(L, xs_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
     s_box_new(L);                                 /* [core box] */
-    lua_pushcclosure(L, s_decode, 1);             /* [core decode] */
-    lua_setfield(L, -2, "xml_decode");            /* [core] */
+    lua_pushvalue(L, -1);                         /* [core box box] */
+    lua_pushcclosure(L, s_decode, 1);             /* [core box decode] */
+    lua_setfield(L, -3, "xml_decode");            /* [core box] */
+    lua_pushcclosure(L, s_decode_shaped, 1);      /* [core decode_shaped] */
+    lua_setfield(L, -2, "xml_decode_shaped");     /* [core] */
+    lua_pushcfunction(L, xs_new);
+    lua_setfield(L, -2, "xml_schema");
     lua_pushcfunction(L, s_escape);
     lua_setfield(L, -2, "xml_escape");            /* [core] */
     lua_pushstring(L, XML_ExpatVersion());

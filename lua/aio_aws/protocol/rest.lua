@@ -457,7 +457,9 @@ function M.parse(svc, op, response, codec)
         out[name] = codec.read(pref, decoded(codec, body))
       end
     elseif M.has_body_members_out(shape) and type(body) == "string" and body ~= "" then
-      for k, x in pairs(codec.read(output, decoded(codec, body))) do out[k] = x end
+      local v = codec.read_body and codec.read_body(output, body)
+      if v == nil then v = codec.read(output, decoded(codec, body)) end
+      for k, x in pairs(v) do out[k] = x end
     end
   end)
   if not ok then

@@ -35,6 +35,7 @@ end
 
 codec.decode = xml.decode
 codec.read = xml.read
+codec.read_body = xml.read_body
 
 local function parse_error(svc, response)
   local headers = response.headers or {}

@@ -522,6 +522,80 @@ end
 M.read = read
 M.read_scalar = read_scalar
 
+-- ---------------------------------------------------------- shaped decoding
+
+-- The schema core.xml_decode_shaped follows (csrc/xml.c, "shape-directed
+-- decoding"): one node per structure, fields keyed by element name exactly
+-- as struct_index sees them. nil when the shape has something only the
+-- Lua reader handles (maps, blobs, unions, attributes, JSON values).
+local SHAPED_LEAF = { [K_STR] = true, [K_INT] = true, [K_BOOL] = true, [K_TS] = true, [K_FLOAT] = true }
+
+local function compile_schema(root)
+  local nodes, index = {}, {}
+  local ok = true
+  local node_for
+  local function item_desc(item)
+    if item.type == "structure" then return K_STRUCT, node_for(item.target) end
+    local k = kind_of(item)
+    if SHAPED_LEAF[k] then return k, nil end
+    ok = false
+    return 0, nil
+  end
+  function node_for(shape)
+    local n = index[shape]
+    if n then return n end
+    if shape.union then ok = false return 1 end
+    n = #nodes + 1
+    index[shape] = n
+    local fields, at = {}, {}
+    nodes[n] = fields
+    for _, m in ipairs(shape.member_names) do
+      local mref = shape.members[m]
+      if mref.xmlAttribute then
+        ok = false
+      elseif not OUTPUT_LOCATED[mref.location or false] and not mref.eventheader then
+        local kind = kind_of(mref)
+        local f = { member = m, kind = kind, elem = mref.locationName or m }
+        if kind == K_STRUCT then
+          f.sub = node_for(mref.target)
+        elseif kind == K_LIST then
+          f.item_kind, f.sub = item_desc(mref.member)
+        elseif kind == K_FLIST then
+          f.elem = mref.member.locationName or mref.locationName or m
+          f.item_kind, f.sub = item_desc(mref.member)
+        elseif not SHAPED_LEAF[kind] then
+          ok = false
+        end
+        -- two members on one element name (S3's deprecated Event / Events):
+        -- left to the Lua reader
+        if at[f.elem] then ok = false end
+        fields[#fields + 1] = f
+        at[f.elem] = true
+      end
+    end
+    return n
+  end
+  node_for(root)
+  if not ok then return nil end
+  return common.core().xml_schema(nodes)
+end
+
+--- The body of a structure `ref` decoded straight to its output by the C
+-- core, or nil when that path declines (the caller then uses decode + read,
+-- which also reports what is malformed).
+function M.read_body(ref, body)
+  local shape = ref.target
+  local schema = shape._xml_schema
+  if schema == nil then
+    schema = compile_schema(shape) or false
+    rawset(shape, "_xml_schema", schema)
+  end
+  if not schema then return nil end
+  local out = common.core().xml_decode_shaped(body, schema)
+  if not out then return nil end
+  return out
+end
+
 --- First child named `name` of a decoded node (nil when absent).
 function M.child(node, name)
   if type(node) ~= "table" then return nil end
