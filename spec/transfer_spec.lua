@@ -83,6 +83,33 @@ describe("transfers against s3rver", function()
     assert.are.same({ "dst.bin", "src.bin" }, files_in(dir))
   end)
 
+  it("uploads a large file in parts, a few at a time, and small ones with PutObject", function()
+    local data = random_bytes(1 << 20):rep(21)
+    write_file(dir .. "/parts.bin", data)
+    local calls, active, max_active = {}, 0, 0
+    local h1 = s3:on("before_send", function(_, ctx)
+      calls[ctx.operation] = (calls[ctx.operation] or 0) + 1
+      if ctx.operation == "UploadPart" then
+        active = active + 1
+        max_active = math.max(max_active, active)
+      end
+    end)
+    local h2 = s3:on("after_call", function() active = active - 1 end, "UploadPart")
+    finally(function() h1:remove() h2:remove() os.remove(dir .. "/parts.bin") end)
+    run(function()
+      assert(s3:upload_file(dir .. "/parts.bin", "files", "parts.bin", { ContentType = "application/x-parts" },
+        { multipart_threshold = 8 << 20, multipart_chunksize = 5 << 20, max_concurrency = 3 }))
+      local got = assert(s3:get_object({ Bucket = "files", Key = "parts.bin" }))
+      assert.are.equal("application/x-parts", got.ContentType)
+      assert.are.equal(core.md5_hex(data), core.md5_hex(got.Body:read_all()))
+      -- below the threshold: one PutObject
+      assert(s3:upload_file(dir .. "/parts.bin", "files", "whole.bin", nil, { multipart_threshold = 32 << 20 }))
+    end)
+    assert.are.same({ CreateMultipartUpload = 1, UploadPart = 5, CompleteMultipartUpload = 1, GetObject = 1,
+      PutObject = 1 }, calls)
+    assert.is_true(max_active > 1 and max_active <= 3, "parts in flight at once: " .. max_active)
+  end)
+
   it("a file handle body is sent from its current position", function()
     local data = random_bytes(100000)
     write_file(dir .. "/h.bin", data)
@@ -127,6 +154,9 @@ describe("transfers against s3rver", function()
     assert.has_error(function() s3:upload_file("/x", "files", "k", "extra") end)
     assert.has_error(function() s3:upload_file("/x", "files", "k", { Body = "x" }) end)
     assert.has_error(function() s3:download_file("files", 5, "/x") end)
+    assert.has_error(function() s3:upload_file("/x", "files", "k", nil, { max_concurrency = 0 }) end)
+    assert.has_error(function() s3:upload_file("/x", "files", "k", nil, { part_size = 5 }) end)
+    assert.has_error(function() s3:upload_file("/x", "files", "k", nil, 5) end)
     assert.has_error(function() s3.download_file("files", "k", "/x") end)
   end)
 
@@ -227,6 +257,33 @@ describe("download_file against a failing server", function()
     assert.are.equal(69900, reqs[2].body_length)
     assert.are.equal("69900", reqs[2].headers["content-length"])
     assert.are.equal("chunked", reqs[3].headers["transfer-encoding"])
+  end)
+
+  it("a failed part aborts the multipart upload and returns that part's error", function()
+    local p = dir .. "/mp.bin"
+    write_file(p, ("m"):rep(12 << 20))
+    finally(function() os.remove(p) end)
+    srv:reset()
+    srv:script({
+      { status = 200, body = "<InitiateMultipartUploadResult><Bucket>b</Bucket><Key>k</Key>"
+        .. "<UploadId>UP1</UploadId></InitiateMultipartUploadResult>" },
+      { status = 400, body = "<Error><Code>InvalidPart</Code><Message>bad part</Message></Error>" },
+    }, { status = 200, body = "", headers = { etag = '"e"' } })
+    run(function()
+      local out, err = s3:upload_file(p, "b", "k", nil,
+        { multipart_threshold = 5 << 20, multipart_chunksize = 5 << 20, max_concurrency = 1 })
+      assert.is_nil(out)
+      assert.are.equal("InvalidPart", err.code)
+    end)
+    local reqs = srv:requests()
+    assert.are.equal(3, #reqs)
+    assert.are.equal("POST", reqs[1].method)
+    assert.matches("uploads", reqs[1].query)
+    assert.are.equal("PUT", reqs[2].method)
+    assert.matches("partNumber=1", reqs[2].query)
+    assert.are.equal(5 << 20, reqs[2].body_length)
+    assert.are.equal("DELETE", reqs[3].method)
+    assert.matches("uploadId=UP1", reqs[3].query)
   end)
 
   it("a cancelled download removes its temp file", function()

@@ -3,14 +3,21 @@
 --     local out, err = s3:upload_file("/data/big.bin", "bucket", "key", {ContentType = "..."})
 --     local out, err = s3:download_file("bucket", "key", "/data/copy.bin", {VersionId = "..."})
 --
--- `upload_file` sends the file with one PutObject, streamed from disk (never
--- read whole; S3 takes up to 5 GiB this way). `download_file` streams
+-- `upload_file` streams the file from disk (never read whole): one
+-- PutObject below `multipart_threshold`, else a multipart upload whose
+-- parts go up `max_concurrency` at a time and which is aborted if any part
+-- fails (boto3's TransferConfig defaults: 8 MiB threshold and part size,
+-- 10 at a time; the part size grows to keep within 10,000 parts). Pass
+-- `config = {multipart_threshold, multipart_chunksize, max_concurrency}` as
+-- the fifth argument. `download_file` streams
 -- GetObject into a temporary file in the target's directory and renames it
 -- over `path` only when every byte arrived and passed the Content-Length
 -- (and checksum, when validated) checks; on any failure the temporary file
 -- is removed and `path` is left as it was. `extra` holds further
 -- PutObject / GetObject parameters. Both return the operation's result
 -- (without `Body` for downloads), or nil, err.
+local async = require "aio_aws.async"
+local bodymod = require "aio_aws.body"
 local errors = require "aio_aws.errors"
 
 local M = {}
@@ -32,11 +39,106 @@ local function check(client, a, b, c, extra, names, fn)
   return params
 end
 
+-- s3transfer/upload.py: what UploadPart and CompleteMultipartUpload take
+-- of the caller's extra arguments (CreateMultipartUpload takes them all).
+local UPLOAD_PART_ARGS = { "ChecksumAlgorithm", "SSECustomerKey", "SSECustomerAlgorithm",
+  "SSECustomerKeyMD5", "RequestPayer", "ExpectedBucketOwner" }
+local COMPLETE_ARGS = { "RequestPayer", "ExpectedBucketOwner", "SSECustomerKey", "SSECustomerAlgorithm",
+  "SSECustomerKeyMD5" }
+
+M.DEFAULTS = { multipart_threshold = 8 << 20, multipart_chunksize = 8 << 20, max_concurrency = 10 }
+
+local function pick(src, names)
+  local out = {}
+  for _, k in ipairs(names) do out[k] = src[k] end
+  return out
+end
+
+-- s3transfer.utils.ChunksizeAdjuster: parts of 5 MiB to 5 GiB, at most
+-- 10,000 of them.
+local function part_size(chunk, size)
+  chunk = math.max(5 << 20, math.min(chunk, 5 << 30))
+  while (size + chunk - 1) // chunk > 10000 do chunk = chunk * 2 end
+  return chunk
+end
+
+local function multipart(client, path, size, params, cfg)
+  local create = {}
+  for k, v in pairs(params) do create[k] = v end
+  local up, err = client:call("CreateMultipartUpload", create)
+  if not up then return nil, err end
+  local ids = { Bucket = params.Bucket, Key = params.Key, UploadId = up.UploadId }
+  local psize = part_size(cfg.multipart_chunksize, size)
+  local nparts = (size + psize - 1) // psize
+  local part_args = pick(params, UPLOAD_PART_ARGS)
+  local alg = params.ChecksumAlgorithm
+  local ck_member = alg and ("Checksum" .. tostring(alg):upper())
+  local parts, failed, next_part = {}, nil, 1
+  local function worker()
+    while not failed and next_part <= nparts do
+      local i = next_part
+      next_part = i + 1
+      local off = (i - 1) * psize
+      local p = { PartNumber = i, Body = { file = path, offset = off, length = math.min(psize, size - off) } }
+      for k, v in pairs(part_args) do p[k] = v end
+      for k, v in pairs(ids) do p[k] = v end
+      local out, perr = client:call("UploadPart", p)
+      if not out then
+        failed = failed or perr
+        return
+      end
+      local part = { ETag = out.ETag, PartNumber = i }
+      if ck_member then part[ck_member] = out[ck_member] end
+      parts[i] = part
+    end
+  end
+  local tasks = {}
+  for k = 1, math.min(cfg.max_concurrency, nparts) do tasks[k] = async.spawn(worker) end
+  local ok, gres, errs = pcall(async.gather, table.unpack(tasks))
+  local function abort()
+    local a = pick(params, { "RequestPayer", "ExpectedBucketOwner" })
+    for k, v in pairs(ids) do a[k] = v end
+    client:call("AbortMultipartUpload", a) -- best effort: the first error is the one to report
+  end
+  if not ok then
+    -- cancelled (or a bug): stop the parts, abort in the background
+    for _, t in ipairs(tasks) do t:cancel() end
+    async.spawn(abort)
+    error(gres, 0)
+  end
+  if not failed and errs then failed = select(2, next(errs)) end
+  if failed then
+    abort()
+    return nil, failed
+  end
+  local complete = pick(params, COMPLETE_ARGS)
+  for k, v in pairs(ids) do complete[k] = v end
+  complete.MultipartUpload = { Parts = parts }
+  local done, cerr = client:call("CompleteMultipartUpload", complete)
+  if not done then
+    abort()
+    return nil, cerr
+  end
+  return done
+end
+
 --- Upload the file at `path` to `bucket`/`key`.
-function M.upload_file(client, path, bucket, key, extra)
+function M.upload_file(client, path, bucket, key, extra, config)
   local params = check(client, path, bucket, key, extra, { "path", "bucket", "key" }, "upload_file")
   if params.Body ~= nil then error("upload_file: extra parameters must not contain Body", 2) end
-  params.Bucket, params.Key, params.Body = bucket, key, { file = path }
+  if config ~= nil and type(config) ~= "table" then error("upload_file: config must be a table", 2) end
+  local cfg = {}
+  for k, v in pairs(M.DEFAULTS) do cfg[k] = v end
+  for k, v in pairs(config or {}) do
+    if M.DEFAULTS[k] == nil then error("upload_file: unknown config key " .. tostring(k), 2) end
+    if math.type(v) ~= "integer" or v < 1 then error("upload_file: config " .. k .. " must be a positive integer", 2) end
+    cfg[k] = v
+  end
+  params.Bucket, params.Key = bucket, key
+  local src, err = bodymod.source({ file = path })
+  if not src then return nil, err end
+  if src.length >= cfg.multipart_threshold then return multipart(client, path, src.length, params, cfg) end
+  params.Body = { file = path }
   return client:call("PutObject", params)
 end
 
