@@ -222,7 +222,8 @@ describe("download_file against a failing server", function()
 
   it("a cut transfer is IncompleteRead; the target stays as it was; no temp file", function()
     write_file(dir .. "/target", "old")
-    srv:script({ { action = "truncate", body = ("t"):rep(50000), length = 90000 } })
+    -- the resumed requests get the default answer (200, no Content-Range): refused
+    srv:script({ { action = "truncate", body = ("t"):rep(50000), length = 90000, headers = { etag = '"v1"' } } })
     run(function()
       local out, err = s3:download_file("b", "k", dir .. "/target")
       assert.is_nil(out)
@@ -257,6 +258,24 @@ describe("download_file against a failing server", function()
     assert.are.equal(69900, reqs[2].body_length)
     assert.are.equal("69900", reqs[2].headers["content-length"])
     assert.are.equal("chunked", reqs[3].headers["transfer-encoding"])
+  end)
+
+  it("a cut transfer resumes with Range and If-Match where it stopped", function()
+    local data = {}
+    for i = 1, 9000 do data[i] = ("%09d\n"):format(i) end -- text: the fault server takes JSON strings
+    data = table.concat(data)
+    srv:reset()
+    srv:script({
+      { action = "truncate", body = data:sub(1, 50000), length = 90000, headers = { etag = '"v1"' } },
+      { status = 206, body = data:sub(50001), headers = { etag = '"v1"', ["content-range"] = "bytes 50000-89999/90000" } },
+    })
+    run(function() assert(s3:download_file("b", "k", dir .. "/resumed")) end)
+    finally(function() os.remove(dir .. "/resumed") end)
+    assert.are.equal(data, read_file(dir .. "/resumed"))
+    local reqs = srv:requests()
+    assert.are.equal(2, #reqs)
+    assert.are.equal("bytes=50000-", reqs[2].headers.range)
+    assert.are.equal('"v1"', reqs[2].headers["if-match"])
   end)
 
   it("a failed part aborts the multipart upload and returns that part's error", function()

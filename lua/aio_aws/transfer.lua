@@ -12,8 +12,10 @@
 -- the fifth argument. `download_file` streams
 -- GetObject into a temporary file in the target's directory and renames it
 -- over `path` only when every byte arrived and passed the Content-Length
--- (and checksum, when validated) checks; on any failure the temporary file
--- is removed and `path` is left as it was. `extra` holds further
+-- (and checksum, when validated) checks; a transfer cut midway resumes
+-- from where it stopped (Range, If-Match: the same object version). On
+-- any failure the temporary file is removed and `path` is left as it
+-- was. `extra` holds further
 -- PutObject / GetObject parameters. Both return the operation's result
 -- (without `Body` for downloads), or nil, err.
 local async = require "aio_aws.async"
@@ -23,6 +25,7 @@ local errors = require "aio_aws.errors"
 local M = {}
 
 local CHUNK = 1 << 20
+local RESUME_TRIES = 4
 
 local function check(client, a, b, c, extra, names, fn)
   if type(client) ~= "table" or type(client.call) ~= "function" then
@@ -160,13 +163,40 @@ function M.download_file(client, bucket, key, path, extra)
     body:close()
     return nil, errors.new("BodyWriteError", ferr)
   end
+  -- A transfer cut midway is resumed where it stopped, up to
+  -- RESUME_TRIES times (s3transfer retries a failed body read 5 times),
+  -- with Range and If-Match so the rest comes from the same object version.
+  local written, tries = 0, 0
+  local resumable = params.Range == nil and type(out.ETag) == "string"
   local function copy()
     while true do
       local chunk, rerr = body:read(CHUNK)
-      if rerr then return nil, rerr end
-      if not chunk then return true end
-      local ok, werr = f:write(chunk)
-      if not ok then return nil, errors.new("BodyWriteError", werr) end
+      if rerr then
+        if not (resumable and rerr.retryable and tries < RESUME_TRIES) then return nil, rerr end
+        tries = tries + 1
+        body:close()
+        local p = {}
+        for k, v in pairs(params) do p[k] = v end
+        p.Range, p.IfMatch = ("bytes=%d-"):format(written), out.ETag
+        p.ChecksumMode = nil -- a whole-object checksum cannot check a range
+        local more, merr = client:call("GetObject", p)
+        if not more then return nil, merr end
+        body = more.Body
+        -- only the rest of that object will do (206 from `written` on)
+        if type(more.ContentRange) ~= "string" or not more.ContentRange:find("^bytes " .. written .. "%-") then
+          return nil, rerr
+        end
+      elseif not chunk then
+        if math.type(out.ContentLength) == "integer" and written ~= out.ContentLength then
+          return nil, errors.new("IncompleteRead", ("%d read, but total bytes expected is %d."):format(
+            written, out.ContentLength), { expected = out.ContentLength, actual = written, retryable = true })
+        end
+        return true
+      else
+        local ok, werr = f:write(chunk)
+        if not ok then return nil, errors.new("BodyWriteError", werr) end
+        written = written + #chunk
+      end
     end
   end
   -- pcall: a cancelled task raises inside read; the temp file goes anyway
