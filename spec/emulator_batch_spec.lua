@@ -659,3 +659,166 @@ describe("emulator batch (service object)", function()
     end)
   end)
 end)
+
+-- The same service through a real endpoint (`bin/aio-aws local`, a child
+-- process) with the project's own client: the wire format is the model's.
+describe("emulator batch (live, through the endpoint)", function()
+  local emulator = require "support.emulator"
+  local proc = require "support.proc"
+  local work
+  before_each(function() work = tmpdir() end)
+  after_each(function() rm_rf(work) end)
+
+  local function client(em)
+    local session = assert(aws.session { region = em.region,
+      credentials = { access_key = em.access_key, secret_key = em.secret_key } })
+    return assert(session:client("batch", { endpoint_url = em.url, retries = { max_attempts = 1 } }))
+  end
+
+  local function setup_env(b, vcpus)
+    assert(b:create_compute_environment { computeEnvironmentName = "ce", type = "MANAGED",
+      computeResources = { type = "EC2", maxvCpus = vcpus, subnets = { "s" } } })
+    assert(b:create_job_queue { jobQueueName = "q", priority = 1,
+      computeEnvironmentOrder = { { order = 1, computeEnvironment = "ce" } } })
+  end
+
+  local function live_status(b, id, want)
+    if type(want) == "string" then want = { [want] = true } end
+    local t0 = os.time()
+    while true do
+      local out = assert(b:describe_jobs { jobs = { id } })
+      local j = out.jobs[1]
+      if j and want[j.status] then return j end
+      if os.time() - t0 > 30 then error("job " .. id .. " stuck in " .. tostring(j and j.status), 2) end
+      aws.sleep(0.05)
+    end
+  end
+
+  it("every operation over the wire, errors as ClientException 400", function()
+    local em = assert(emulator.start { "--no-auth" })
+    finally(function() em:stop() end)
+    run(function()
+      local b = client(em)
+      setup_env(b, 2)
+      local ces = assert(b:describe_compute_environments { computeEnvironments = { "ce" } })
+      assert.equal(2, ces.computeEnvironments[1].computeResources.maxvCpus)
+      local qs = assert(b:describe_job_queues {})
+      assert.equal("q", qs.jobQueues[1].jobQueueName)
+      local def = assert(b:register_job_definition { jobDefinitionName = "d", type = "container",
+        containerProperties = { image = "x", vcpus = 1, memory = 64, command = { "sh", "-c", "echo Ref::p; exit $CODE" } },
+        parameters = { p = "dflt" } })
+      assert.equal(1, def.revision)
+      assert.equal(1, #assert(b:describe_job_definitions { jobDefinitionName = "d" }).jobDefinitions)
+      local ok_job = assert(b:submit_job { jobName = "ok", jobQueue = "q", jobDefinition = "d",
+        parameters = { p = "given" }, containerOverrides = { environment = { { name = "CODE", value = "0" } } } })
+      local bad_job = assert(b:submit_job { jobName = "bad", jobQueue = "q", jobDefinition = "d",
+        containerOverrides = { environment = { { name = "CODE", value = "4" } } } })
+      local j = live_status(b, ok_job.jobId, DONE)
+      assert.equal("SUCCEEDED", j.status)
+      assert.equal("Essential container in task exited", j.statusReason)
+      assert.equal(0, j.container.exitCode)
+      assert.equal("integer", math.type(j.createdAt))
+      local jb = live_status(b, bad_job.jobId, DONE)
+      assert.equal("FAILED", jb.status)
+      assert.equal(4, jb.container.exitCode)
+      local l = assert(b:list_jobs { jobQueue = "q", filters = { { name = "JOB_NAME", values = { "O*" } } } })
+      assert.equal(1, #l.jobSummaryList)
+      assert.equal(ok_job.jobId, l.jobSummaryList[1].jobId)
+      -- the job's output, through the Logs service of the same endpoint
+      local session = assert(aws.session { region = em.region,
+        credentials = { access_key = em.access_key, secret_key = em.secret_key } })
+      local logs = assert(session:client("logs", { endpoint_url = em.url }))
+      local ev = assert(logs:get_log_events { logGroupName = "/aws/batch/job", logStreamName = j.container.logStreamName,
+        startFromHead = true })
+      assert.equal("given", ev.events[1].message)
+      assert(b:deregister_job_definition { jobDefinition = "d:1" })
+      local _, err = b:submit_job { jobName = "x", jobQueue = "q", jobDefinition = "d" }
+      assert.equal("ClientException", err.code)
+      assert.equal(400, err.status)
+      _, err = b:cancel_job { jobId = "nope", reason = "x" }
+      assert.equal("ClientException", err.code)
+      _, err = b:terminate_job { jobId = "nope", reason = "x" }
+      assert.equal("ClientException", err.code)
+      assert.same({}, assert(b:describe_jobs { jobs = { "unknown" } }).jobs)
+    end)
+  end)
+
+  it("cancel and terminate over the wire", function()
+    local em = assert(emulator.start { "--no-auth" })
+    finally(function() em:stop() end)
+    run(function()
+      local b = client(em)
+      setup_env(b, 1)
+      assert(b:register_job_definition { jobDefinitionName = "gate", type = "container",
+        containerProperties = { image = "x", vcpus = 1, memory = 64,
+          command = { "sh", "-c", "while [ ! -e " .. work .. "/go ]; do sleep 0.02; done" } } })
+      local r = assert(b:submit_job { jobName = "r", jobQueue = "q", jobDefinition = "gate" }).jobId
+      live_status(b, r, "RUNNING")
+      local w = assert(b:submit_job { jobName = "w", jobQueue = "q", jobDefinition = "gate" }).jobId
+      live_status(b, w, "RUNNABLE")
+      assert(b:cancel_job { jobId = w, reason = "cancelled" })
+      assert.equal("cancelled", live_status(b, w, DONE).statusReason)
+      assert(b:terminate_job { jobId = r, reason = "terminated" })
+      local j = live_status(b, r, DONE)
+      assert.same({ "FAILED", "terminated" }, { j.status, j.statusReason })
+    end)
+  end)
+
+  it("fault flags: --throttle-rate 1 gives 429 TooManyRequestsException, --spot-rate 1 kills jobs", function()
+    local em = assert(emulator.start { "--no-auth", "--throttle-rate", "1" })
+    finally(function() em:stop() end)
+    run(function()
+      local _, err = client(em):describe_job_queues {}
+      assert.equal("TooManyRequestsException", err.code)
+      assert.equal(429, err.status)
+    end)
+    em:stop()
+    local em2 = assert(emulator.start { "--no-auth", "--spot-rate", "1", "--state-delay", "0.05" })
+    finally(function() em2:stop() end)
+    run(function()
+      local b = client(em2)
+      setup_env(b, 1)
+      assert(b:register_job_definition { jobDefinitionName = "d", type = "container",
+        containerProperties = { image = "x", vcpus = 1, memory = 64, command = { "sleep", "30" } } })
+      local id = assert(b:submit_job { jobName = "s", jobQueue = "q", jobDefinition = "d" }).jobId
+      local j = live_status(b, id, DONE)
+      assert.same({ "FAILED", "Host EC2 (instance i-0123456789abcdef0) terminated." }, { j.status, j.statusReason })
+    end)
+  end)
+
+  it("a restart keeps everything: running jobs FAILED with a reason, waiting jobs run", function()
+    local em = assert(emulator.start { "--no-auth" })
+    finally(function() em:stop() end)
+    local running, waiting, done
+    run(function()
+      local b = client(em)
+      setup_env(b, 1)
+      assert(b:register_job_definition { jobDefinitionName = "gate", type = "container",
+        containerProperties = { image = "x", vcpus = 1, memory = 64,
+          command = { "sh", "-c", "echo $$ > " .. work .. "/pid-$AWS_BATCH_JOB_ID; "
+            .. "while [ ! -e " .. work .. "/go ]; do sleep 0.02; done" } } })
+      done = assert(b:submit_job { jobName = "done", jobQueue = "q", jobDefinition = "gate",
+        containerOverrides = { command = { "true" } } }).jobId
+      live_status(b, done, DONE)
+      running = assert(b:submit_job { jobName = "running", jobQueue = "q", jobDefinition = "gate" }).jobId
+      live_status(b, running, "RUNNING")
+      waiting = assert(b:submit_job { jobName = "waiting", jobQueue = "q", jobDefinition = "gate",
+        containerOverrides = { command = { "true" } } }).jobId
+      live_status(b, waiting, "RUNNABLE")
+    end)
+    assert(em:restart())
+    -- the job's process did not outlive the endpoint
+    local pid = tonumber(proc.read_file(work .. "/pid-" .. running))
+    assert.is_false(proc.alive(pid))
+    run(function()
+      local b = client(em)
+      local j = live_status(b, running, DONE)
+      assert.equal("FAILED", j.status)
+      assert.matches("local endpoint stopped", j.statusReason)
+      assert.equal("SUCCEEDED", live_status(b, waiting, DONE).status)
+      assert.equal("SUCCEEDED", live_status(b, done, DONE).status)
+      assert.equal(1, #assert(b:describe_job_queues {}).jobQueues)
+      assert.equal(1, #assert(b:describe_job_definitions {}).jobDefinitions)
+    end)
+  end)
+end)
