@@ -540,10 +540,21 @@ describe("emulator batch (service object)", function()
           jobStatus = "FAILED", filters = { { name = "JOB_NAME", values = { "RENDER*" } } } }).jobSummaryList
         local names = {}
         for _, s in ipairs(f) do names[#names + 1] = s.jobName end
-        table.sort(names)
-        assert.same({ "Render-1", "render-2", "render-4" }, names)
+        -- "sorted by the createdAt field, with the most recent jobs being first"
+        assert.same({ "render-4", "render-2", "Render-1" }, names)
         assert.equal(1, #ok_call(b, "ListJobs", { jobQueue = "q", filters = { { name = "JOB_NAME", values = { "other-3" } } } }).jobSummaryList)
-        assert.equal(6, #ok_call(b, "ListJobs", { jobQueue = "q", filters = { { name = "JOB_DEFINITION", values = { "*" } } } }).jobSummaryList)
+        -- JOB_DEFINITION: case-sensitive name (any revision) with "*", or an ARN (one revision)
+        local function by_def(v)
+          return #ok_call(b, "ListJobs", { jobQueue = "q", filters = { { name = "JOB_DEFINITION", values = { v } } } }).jobSummaryList
+        end
+        assert.same({ 5, 1, 6, 0, 5, 0 }, { by_def("quick"), by_def("gate"), by_def("*"), by_def("Quick"),
+          by_def("arn:aws:batch:eu-west-1:123456789012:job-definition/quick:1"),
+          by_def("arn:aws:batch:eu-west-1:123456789012:job-definition/quick:2") })
+        assert.equal(3, #ok_call(b, "ListJobs", { jobQueue = "q", filters = { { name = "AFTER_CREATED_AT", values = { "0" } } },
+          maxResults = 3 }).jobSummaryList)
+        err_call(b, "ListJobs", { jobQueue = "q", filters = { { name = "JOB_NAME", values = { "a" } },
+          { name = "JOB_NAME", values = { "b" } } } }, nil, "one filter")
+        err_call(b, "ListJobs", { jobQueue = "q", maxResults = 101 })
         -- pages of 2
         local seen, token, pages = {}, nil, 0
         repeat

@@ -1230,35 +1230,41 @@ local function summary(job)
   return s
 end
 
--- ListJobs filters (API reference, ListJobs "filters"): JOB_NAME and
--- JOB_DEFINITION case-insensitive with an optional trailing "*",
--- BEFORE_CREATED_AT / AFTER_CREATED_AT in ms since the epoch.
+-- ListJobs filters (API reference, ListJobs "filters"; one at a time):
+-- JOB_NAME case-insensitive, JOB_DEFINITION case-sensitive (a name matches
+-- every revision, an ARN one revision), both with an optional trailing "*"
+-- (not for ARNs) meaning "begins with"; BEFORE_CREATED_AT /
+-- AFTER_CREATED_AT in ms since the epoch.
 local function filter_fn(filters)
   local preds = {}
+  if #filters > 1 then invalid("Only one filter can be used at a time") end
   for i, f in ipairs(filters) do
     if type(f) ~= "table" or type(f.name) ~= "string" or type(f.values) ~= "table" or #f.values ~= 1
         or type(f.values[1]) ~= "string" then
       invalid("filters[" .. i .. "] needs a name and exactly one value")
     end
     local v = f.values[1]
-    local function text(get)
-      local lv = v:lower()
-      if lv:sub(-1) == "*" then
-        local pre = lv:sub(1, -2)
-        return function(job) return get(job):lower():sub(1, #pre) == pre end
+    local function text(get, fold)
+      local want = fold and v:lower() or v
+      if want:sub(-1) == "*" then
+        local pre = want:sub(1, -2)
+        return function(job)
+          local s = get(job)
+          return (fold and s:lower() or s):sub(1, #pre) == pre
+        end
       end
-      return function(job) return get(job):lower() == lv end
+      return function(job)
+        local s = get(job)
+        return (fold and s:lower() or s) == want
+      end
     end
     if f.name == "JOB_NAME" then
-      preds[#preds + 1] = text(function(job) return job.jobName end)
+      preds[#preds + 1] = text(function(job) return job.jobName end, true)
     elseif f.name == "JOB_DEFINITION" then
-      local want = v:match("^arn:") and v or nil
-      if want then
-        preds[#preds + 1] = text(function(job) return job.jobDefinition end)
-      elseif v:match(":%d+$") then
-        preds[#preds + 1] = text(function(job) return job.def_name .. ":" .. job.jobDefinition:match("(%d+)$") end)
+      if v:match("^arn:") then
+        preds[#preds + 1] = function(job) return job.jobDefinition == v end
       else
-        preds[#preds + 1] = text(function(job) return job.def_name end)
+        preds[#preds + 1] = text(function(job) return job.def_name end, false)
       end
     elseif f.name == "BEFORE_CREATED_AT" or f.name == "AFTER_CREATED_AT" then
       local t = math.tointeger(tonumber(v))
@@ -1287,8 +1293,9 @@ function OPS.ListJobs(self, p)
   local status = opt_type(p, "jobStatus", "string")
   local filters = p.filters
   if filters ~= nil and type(filters) ~= "table" then invalid("filters must be a list") end
-  local pred = filters and #filters > 0 and filter_fn(filters) or nil
-  -- "If the filters parameter is specified, the jobStatus parameter is ignored."
+  -- "The filter doesn't apply to child jobs in an array"; with a filter
+  -- "jobStatus is ignored".
+  local pred = not array and filters and #filters > 0 and filter_fn(filters) or nil
   if not pred then status = status or "RUNNING" else status = nil end
   local items = {}
   if qref then
@@ -1308,8 +1315,16 @@ function OPS.ListJobs(self, p)
   for _, job in ipairs(items) do
     if (not status or job.status == status) and (not pred or pred(job)) then sel[#sel + 1] = job end
   end
-  sort(sel, function(a, b) return a.seq < b.seq end)
-  local page, nxt = paginate(sel, p, 100, 1000)
+  if pred then
+    -- "sorted by the createdAt field, with the most recent jobs being first"
+    sort(sel, function(a, b)
+      if a.createdAt ~= b.createdAt then return a.createdAt > b.createdAt end
+      return a.seq > b.seq
+    end)
+  else
+    sort(sel, function(a, b) return a.seq < b.seq end)
+  end
+  local page, nxt = paginate(sel, p, 100, 100)
   local out = {}
   for i, job in ipairs(page) do out[i] = summary(job) end
   return { jobSummaryList = out, nextToken = nxt }
