@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -380,6 +381,8 @@ static int p_gc(lua_State *L)
 typedef struct spawn_args {
     char **argv, **envp;
     size_t nargv, nenv;
+    int die_with_parent;
+    pid_t parent;
 } spawn_args;
 
 static void sa_free(spawn_args *sa)
@@ -439,6 +442,12 @@ static void p_child(const spawn_args *sa, const char *cwd, int in, int out, int 
     sigset_t none;
     sigemptyset(&none);
     if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) goto fail;
+    /* SIGKILL when we die, however we die (prctl(2) PR_SET_PDEATHSIG);
+     * if we already have, the getppid check catches the race. */
+    if (sa->die_with_parent) {
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) goto fail;
+        if (getppid() != sa->parent) _exit(127);
+    }
     /* Its own process group, so a kill reaches what it starts. */
     if (setpgid(0, 0) != 0) goto fail;
     if (in < 0) {
@@ -508,6 +517,7 @@ static int p_spawn(lua_State *L)
 {
     aio_rt *rt = aio_rt_get(L);
     luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
     if (!ev_is_default_loop(rt->loop)) {
         lua_pushnil(L);
         lua_pushliteral(L, "aio_aws.process needs libev's default loop to watch children "
@@ -520,6 +530,7 @@ static int p_spawn(lua_State *L)
     lua_getfield(L, 1, "stdin");   /* [opts, argv, env, cwd, stdin] */
     lua_getfield(L, 1, "mode");    /* [.., mode] */
     lua_getfield(L, 1, "capture_max");
+    lua_getfield(L, 1, "die_with_parent"); /* [.., capture_max, die_with_parent] (8) */
     luaL_checktype(L, 2, LUA_TTABLE);
     if (lua_rawlen(L, 2) < 1) luaL_argerror(L, 1, "argv must not be empty");
     const char *cwd = lua_tostring(L, 4);
@@ -551,6 +562,8 @@ static int p_spawn(lua_State *L)
 
     /* No Lua errors from here until the arrays are freed. */
     spawn_args sa = {0};
+    sa.die_with_parent = lua_toboolean(L, 8);
+    sa.parent = getpid();
     int fds[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
     int err = 0, about_cwd = 0;
     const char *what = "cannot run '%s': %s";

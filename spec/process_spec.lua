@@ -46,8 +46,9 @@ local function collect(opts)
   return st, lines, p
 end
 
--- Zombies and leaks: a reaped child has no /proc entry left.
-local function gone(pid)
+-- No zombie of ours: a reaped child has no /proc entry left, and a pid
+-- reused since then would not be in state Z.
+local function not_zombie(pid)
   local f = io.open("/proc/" .. pid .. "/stat")
   if not f then return true end
   local s = f:read("a")
@@ -155,7 +156,7 @@ describe("aio_aws.process", function()
         assert.are.same({ signal = "TERM" }, assert(p:wait(10)))
         -- the grandchild was not our child (init reaps it); it must be dead or dying
         for _ = 1, 500 do
-          if gone(gpid) or not proc.alive(tonumber(gpid)) then break end
+          if not proc.alive(tonumber(gpid)) then break end
           aws.sleep(0.01)
         end
         assert.is_false(proc.alive(tonumber(gpid)))
@@ -258,7 +259,7 @@ describe("aio_aws.process", function()
       end)
       for i = 1, 100 do
         assert.are.equal(tostring(i), outs[i])
-        assert.is_true(gone(pids[i]), "zombie " .. pids[i])
+        assert.is_true(not_zombie(pids[i]), "zombie " .. pids[i])
       end
     end)
 
@@ -342,6 +343,43 @@ describe("aio_aws.process", function()
       assert.are.equal(1, calls)
     end)
 
+    it("die_with_parent: the child is killed when the spawning process dies", function()
+      local script = tmp .. "/parent.lua"
+      local f = assert(io.open(script, "w"))
+      f:write([[
+        local aws = require "aio_aws"
+        local process = require "aio_aws.process"
+        aws.run(function()
+          local a = assert(process.spawn { argv = { "sleep", "30" }, die_with_parent = true })
+          local b = assert(process.spawn { argv = { "sleep", "30" } })
+          print(a.pid, b.pid)
+          io.stdout:flush()
+          aws.sleep(30)
+        end)
+      ]])
+      f:close()
+      local pids = {}
+      run(function()
+        local env = clean_env()
+        env.LUA_PATH = "lua/?.lua;lua/?/init.lua;;"
+        env.LUA_CPATH = "lua/?.so;;"
+        local parent = assert(process.spawn { argv = { "lua5.4", script }, env = env,
+          on_line = function(_, line) for pid in line:gmatch("%d+") do pids[#pids + 1] = tonumber(pid) end end })
+        while #pids < 2 do aws.sleep(0.01) end
+        parent:kill("KILL")
+        assert.are.same({ signal = "KILL" }, assert(parent:wait(10)))
+        -- the marked child follows its parent; the other one lives on
+        for _ = 1, 500 do
+          if not proc.alive(pids[1]) then break end
+          aws.sleep(0.01)
+        end
+      end)
+      local a_alive, b_alive = proc.alive(pids[1]), proc.alive(pids[2])
+      os.execute("kill -9 " .. pids[2] .. " 2>/dev/null")
+      assert.is_false(a_alive)
+      assert.is_true(b_alive)
+    end)
+
     it("spawn works outside a task; the loop reads the output later", function()
       local got = {}
       local p = assert(process.spawn { argv = { "echo", "later" }, on_line = function(_, l) got[#got + 1] = l end })
@@ -397,6 +435,7 @@ describe("aio_aws.process", function()
       assert.has_error(function() process.spawn { argv = { "true" }, cwd = 1 } end)
       assert.has_error(function() process.spawn { argv = { "true" }, stdin = {} } end)
       assert.has_error(function() process.spawn { argv = { "true" }, on_line = "print" } end)
+      assert.has_error(function() process.spawn { argv = { "true" }, die_with_parent = 1 } end)
       assert.has_error(function() process.run("ls") end)
       assert.has_error(function() process.run({ "true" }, 5) end)
       assert.has_error(function() process.run({ "true" }, { timeout = -1 }) end)

@@ -12,6 +12,8 @@
 -- extend). `cwd` is the working directory, `stdin` a string fed to the child
 -- (else /dev/null). The child runs in its own process group: `p:kill`
 -- reaches `sh -c` and what it started. Only fds 0-2 are passed on.
+-- `die_with_parent = true` has the kernel SIGKILL the child if this process
+-- dies (a crash, SIGKILL), so nothing outlives it (Linux PR_SET_PDEATHSIG).
 --
 -- `on_line(stream, line)` ("stdout"/"stderr", line without its "\n") runs in
 -- a task of its own, in order per stream; a last line without "\n" is
@@ -127,10 +129,11 @@ local function start(opts, fn, mode)
   check_opt(opts.cwd, "string", fn, "cwd")
   check_opt(opts.stdin, "string", fn, "stdin")
   check_opt(opts.on_line, "function", fn, "on_line")
+  check_opt(opts.die_with_parent, "boolean", fn, "die_with_parent")
   local c, err = core.process_spawn {
     argv = argv, env = env, cwd = opts.cwd, stdin = opts.stdin,
     mode = mode or (opts.on_line and "lines" or "discard"),
-    capture_max = opts.max_output,
+    capture_max = opts.max_output, die_with_parent = opts.die_with_parent,
   }
   if not c then return nil, spawn_error(err) end
   local self = setmetatable({ _c = c, pid = c:pid(), _on_line = opts.on_line,
@@ -210,7 +213,7 @@ function M.run(argv, opts)
   if opts.on_line ~= nil then error("process.run: on_line is for process.spawn", 2) end
   need_task("process.run")
   local o = { argv = argv, env = opts.env, cwd = opts.cwd, stdin = opts.stdin,
-    max_output = opts.max_output or 1048576 }
+    max_output = opts.max_output or 1048576, die_with_parent = opts.die_with_parent }
   local p, err = start(o, "process.run", "capture")
   if not p then return nil, err end
   local st, werr = p:wait(opts.timeout)

@@ -1044,7 +1044,9 @@ function Batch:run_attempt(job)
     end
     local sink = log_sink(self, stream)
     job._sink = sink
-    p, perr = process.spawn { argv = cmd, env = self:job_env(job, ce_name, n), cwd = dir, on_line = sink.line }
+    -- die_with_parent: a crashed endpoint leaves no job process behind
+    p, perr = process.spawn { argv = cmd, env = self:job_env(job, ce_name, n), cwd = dir, on_line = sink.line,
+      die_with_parent = true }
   end
   if not p then
     att.stoppedAt = self:now_ms()
