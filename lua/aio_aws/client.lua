@@ -16,6 +16,15 @@
 -- "404", for bodyless HEAD errors), `message`, `status`, `request_id`,
 -- `retryable`, modeled error members, and `err.response_metadata`.
 -- Misuse (wrong argument types, unknown operation) raises.
+--
+-- Streaming outputs (S3 GetObject's `Body`) are aio_aws.body Bodies;
+-- streaming inputs take a string, an open file or `{file = path [, offset,
+-- length]}`, sent without reading them whole. Flexible checksums follow
+-- `request_checksum_calculation` / `response_checksum_validation`
+-- (aio_aws.checksum; default "when_required"). `client:on(event, fn,
+-- filter)` registers hooks (aio_aws.hooks). Requests and responses are
+-- logged at DEBUG (aio_aws.log), secrets redacted. S3 clients also have
+-- `upload_file` and `download_file` (aio_aws.transfer).
 local core = require "aio_aws.core"
 local async = require "aio_aws.async"
 local bodymod = require "aio_aws.body"
