@@ -167,7 +167,9 @@ function Client:_prepare(op_name, params, opts, call_state)
     body = nil
   end
   local op = svc:operation(op_name)
-  local alg, alg_header = checksum.request_algorithm(op, params, self._request_checksum)
+  -- no default checksum in a presigned request (botocore: is_presign_request)
+  local alg, alg_header = checksum.request_algorithm(op, params,
+    opts.presign and "when_required" or self._request_checksum)
   if alg == nil and self._is_s3 and S3_MD5_OPS[op_name] then alg = "md5" end
   if alg == "md5" then
     -- in-memory bodies only, as before (a streamed one is not read twice)
