@@ -256,6 +256,10 @@ describe("client request checksums", function()
     req = assert(c2:put_object({ Bucket = "b", Key = "k", Body = "x" }, { dry_run = true }))
     assert.are.equal(checksum.compute("crc32", "x"), req.headers["x-amz-checksum-crc32"])
     assert.has_error(function() s3_client("http://127.0.0.1:9", { request_checksum_calculation = "always" }) end)
+    -- presigning (aio_aws.presign asks _prepare with presign = true) adds no default
+    local pre = assert(c:_prepare("PutObject", { Bucket = "b", Key = "k", Body = "x" }, { presign = true }))
+    assert.is_nil(pre.headers["x-amz-checksum-crc32"])
+    assert.is_nil(pre.headers["x-amz-sdk-checksum-algorithm"])
   end)
 
   it("header form over http for a file, computed in one pass over the file", function()
