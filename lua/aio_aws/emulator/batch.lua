@@ -30,33 +30,26 @@
 -- Deviation: `timeout.attemptDurationSeconds` below AWS's minimum of 60 is
 -- accepted, so tests can be quick.
 --
+-- The job life cycle (states, placement, processes, retries, arrays) is in
+-- aio_aws.emulator.batch.jobs; this file holds the API and the state.
+--
 -- State (compute environments, queues, job definitions in `state.json`, one
 -- `jobs/<jobId>.json` per job) is written crash-safe with
 -- aio_aws.emulator.store on every change; at start, jobs that were STARTING
 -- or RUNNING are FAILED (the process is gone), the others continue.
-local async = require "aio_aws.async"
 local errors = require "aio_aws.errors"
-local process = require "aio_aws.process"
-local signal_number = require("aio_aws.core").signal_number
+local jobs = require "aio_aws.emulator.batch.jobs"
 
 local M = {}
 
 local floor, fmt, sort = math.floor, string.format, table.sort
 
-local LOG_GROUP = "/aws/batch/job"
-local SPOT_REASON = "Host EC2 (instance i-0123456789abcdef0) terminated."
-local EXIT_REASON = "Essential container in task exited"
-local TIMEOUT_REASON = "Job attempt duration exceeded timeout"
-local DEP_REASON = "Dependent Job failed"
-local RESTART_REASON = "Job was STARTING or RUNNING when the local endpoint stopped"
-local KILL_GRACE = 10          -- seconds between SIGTERM and SIGKILL (ctx.kill_grace)
-local LOG_FLUSH_LINES = 500    -- lines buffered before they go to the logs service
-local LOG_FLUSH_SECS = 0.2
-local DONE = { SUCCEEDED = true, FAILED = true }
-local STATUSES = { "SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED" }
+local DONE = jobs.DONE
+local copy, hex32, by_name_or_arn = jobs.copy, jobs.hex32, jobs.by_name_or_arn
 
 local Batch = {}
 Batch.__index = Batch
+jobs.install(Batch) -- the job life cycle: emulator/batch/jobs.lua
 
 -- ------------------------------------------------------------ helpers
 
@@ -64,23 +57,11 @@ local function client_error(message)
   return nil, errors.new("ClientException", message, { status = 400 })
 end
 
-local function copy(v)
-  if type(v) ~= "table" then return v end
-  local out = {}
-  for k, x in pairs(v) do out[k] = copy(x) end
-  return out
-end
-
 -- A v4 UUID, the form of AWS Batch job ids.
 local function uuid()
   local r = math.random
   return fmt("%08x-%04x-4%03x-%04x-%012x", r(0, 0xffffffff), r(0, 0xffff), r(0, 0xfff),
     0x8000 | r(0, 0x3fff), r(0, 0xffffffffffff))
-end
-
-local function hex32()
-  return fmt("%08x%08x%08x%08x", math.random(0, 0xffffffff), math.random(0, 0xffffffff),
-    math.random(0, 0xffffffff), math.random(0, 0xffffffff))
 end
 
 -- Parameter checks: each returns value or raises a ClientException table,
@@ -248,10 +229,11 @@ function M.new(ctx)
     account_id = ctx.account_id or "123456789012",
     faults = ctx.faults or {},
     logs = ctx.logs,
-    kill_grace = ctx.kill_grace or KILL_GRACE,
+    kill_grace = ctx.kill_grace or jobs.KILL_GRACE,
     ces = {}, queues = {}, jobdefs = {}, jobs = {}, seq = 0,
-    _tasks = {},            -- job id -> task driving it
-    _changed = async.Event(), -- set (and replaced) whenever a job finishes
+    _tasks = {},  -- job id -> the task driving it
+    _runq = {},   -- job queue ARN -> RUNNABLE jobs waiting for a place, FIFO
+    _used = {},   -- compute environment name -> vCPUs in use
   }, Batch)
   if self.dir then
     local ok, err = self.store.mkdir_p(self.dir .. "/jobs")
@@ -264,9 +246,9 @@ function M.new(ctx)
         local att = job.attempts[#job.attempts]
         if att and not att.stoppedAt then
           att.stoppedAt = self:now_ms()
-          att.statusReason = RESTART_REASON
+          att.statusReason = jobs.RESTART_REASON
         end
-        self:finish(job, "FAILED", RESTART_REASON, true)
+        self:finish(job, "FAILED", jobs.RESTART_REASON)
       elseif not DONE[job.status] then
         resume[#resume + 1] = job
       end
@@ -295,28 +277,10 @@ function Batch:arn(kind, name)
   return fmt("arn:aws:batch:%s:%s:%s/%s", self.region, self.account_id, kind, name)
 end
 
--- Something a waiting job may care about happened.
-function Batch:notify()
-  local ev = self._changed
-  self._changed = async.Event()
-  ev:set()
-end
-
--- Resolve "name" or an ARN to the record in `tbl` (keyed by name).
-local function by_name_or_arn(tbl, ref, kind)
-  if type(ref) ~= "string" then return nil end
-  local name = ref:match("^arn:aws[%w-]*:batch:[^:]*:%d*:" .. kind .. "/(.+)$") or ref
-  return tbl[name]
-end
 
 -- ------------------------------------------------------------ compute environments
 
 local OPS = {}
-
-local function ce_capacity(ce)
-  if ce.type == "UNMANAGED" then return ce.unmanagedvCpus or 0 end
-  return ce.computeResources and ce.computeResources.maxvCpus or 0
-end
 
 function OPS.CreateComputeEnvironment(self, p)
   local name = need_string(p, "computeEnvironmentName")
@@ -774,413 +738,6 @@ function Batch:new_job(a)
   return job
 end
 
--- ------------------------------------------------------------ job life cycle
-
-function Batch:set_status(job, status, reason)
-  job.status = status
-  if reason then job.statusReason = reason end
-  self:save_job(job)
-  if job.parent then self:update_summary(self.jobs[job.parent]) end
-end
-
-function Batch:update_summary(parent)
-  if not parent or not parent.children then return end
-  local sum = {}
-  for _, s in ipairs(STATUSES) do sum[s] = 0 end
-  for _, cid in ipairs(parent.children) do
-    local c = self.jobs[cid]
-    if c then sum[c.status] = sum[c.status] + 1 end
-  end
-  parent.arrayProperties.statusSummary = sum
-end
-
--- A job has finished for good.
-function Batch:finish(job, status, reason, quiet)
-  if DONE[job.status] then return end
-  job.status = status
-  job.statusReason = reason
-  job.stoppedAt = self:now_ms()
-  if job._queued then job._queued = nil end
-  self:save_job(job)
-  if job.parent then self:update_summary(self.jobs[job.parent]) end
-  if not quiet then self:notify() end
-end
-
-function Batch:delay()
-  local d = tonumber(self.faults.state_delay) or 0
-  return d > 0 and d or 0
-end
-
--- Wait for the job's wake-up (a cancel, a placement) or `secs`.
-local function wait_job(job, secs)
-  local ev = job._wake
-  if secs and secs <= 0 then async.sleep(0) ; return end
-  ev:wait(secs)
-  ev:clear()
-end
-
-function Batch:start_task(job)
-  job._wake = async.Event()
-  self._tasks[job.id] = async.spawn(function()
-    local ok, err = pcall(self.drive, self, job)
-    self._tasks[job.id] = nil
-    if not ok and not (errors.is(err) and err.code == "Cancelled") then
-      io.stderr:write("aio-aws local: batch: job ", job.id, ": ", tostring(err), "\n")
-      if not self.closed then
-        self:release(job)
-        self:finish(job, "FAILED", "Internal error of the local endpoint: " .. tostring(err))
-        self:dispatch()
-      end
-    end
-  end)
-end
-
--- The state of the dependencies: "wait", "ok" or "failed".
-function Batch:deps_state(job)
-  local parent = job.parent and self.jobs[job.parent]
-  local list = {}
-  for _, d in ipairs(job.dependsOn or {}) do list[#list + 1] = d end
-  -- Array children inherit the parent's dependencies: N_TO_N maps child i
-  -- to child i of the other array, SEQUENTIAL makes child i wait for i-1.
-  if parent then
-    local i = job.arrayProperties.index
-    for _, d in ipairs(parent.dependsOn or {}) do
-      if d.type == "N_TO_N" and d.jobId then
-        list[#list + 1] = { jobId = d.jobId .. ":" .. i }
-      elseif d.type == "SEQUENTIAL" and not d.jobId then
-        if i > 0 then list[#list + 1] = { jobId = parent.id .. ":" .. (i - 1) } end
-      end
-    end
-  end
-  local state = "ok"
-  for _, d in ipairs(list) do
-    local dep = self.jobs[d.jobId]
-    -- An array parent with N_TO_N is waited for child by child (above).
-    local skip = not parent and d.type == "N_TO_N"
-    if not skip then
-      if dep and dep.status == "FAILED" then return "failed" end
-      if dep and dep.status ~= "SUCCEEDED" then state = "wait" end
-    end
-  end
-  return state
-end
-
--- Drives one job from its current state to the end (a task).
-function Batch:drive(job)
-  if job.status == "SUBMITTED" then
-    wait_job(job, self:delay())
-    if job._cancel then return self:finish(job, "FAILED", job._cancel) end
-    self:set_status(job, "PENDING")
-  end
-  if job.status == "PENDING" then
-    while true do
-      local changed = self._changed
-      local st = self:deps_state(job)
-      if st == "failed" then return self:finish(job, "FAILED", DEP_REASON) end
-      if job._cancel then return self:finish(job, "FAILED", job._cancel) end
-      if st == "ok" then break end
-      changed:wait() -- a job finished (CancelJob cancels this task)
-    end
-    if job.arrayProperties and job.arrayProperties.size then return self:run_array(job) end
-    wait_job(job, self:delay())
-    self:set_status(job, "RUNNABLE")
-  end
-  while true do
-    -- RUNNABLE: at least the state delay, then wait for a place on a
-    -- compute environment.
-    wait_job(job, self:delay())
-    job._queued = true
-    self:dispatch()
-    while not job._ce do wait_job(job) end
-    job._wake:clear()
-    local again = self:run_attempt(job)
-    self:release(job)
-    self:dispatch()
-    if not again then return end
-    self:set_status(job, "RUNNABLE")
-  end
-end
-
--- Place RUNNABLE jobs: queue priority (higher first), then submission order.
-function Batch:dispatch()
-  if self.closed then return end
-  local cands = {}
-  for _, job in pairs(self.jobs) do
-    if job._queued and not job._ce then cands[#cands + 1] = job end
-  end
-  if #cands == 0 then return end
-  local qprio = {}
-  for _, q in pairs(self.queues) do qprio[q.jobQueueArn] = q end
-  sort(cands, function(a, b)
-    local pa = qprio[a.jobQueue] and qprio[a.jobQueue].priority or -1
-    local pb = qprio[b.jobQueue] and qprio[b.jobQueue].priority or -1
-    if pa ~= pb then return pa > pb end
-    return a.seq < b.seq
-  end)
-  local used = {}
-  for _, job in pairs(self.jobs) do
-    if job._ce then used[job._ce] = (used[job._ce] or 0) + job.vcpus end
-  end
-  for _, job in ipairs(cands) do
-    local q = qprio[job.jobQueue]
-    if q and q.state == "ENABLED" then
-      for _, o in ipairs(q.computeEnvironmentOrder) do
-        local ce = by_name_or_arn(self.ces, o.computeEnvironment, "compute%-environment")
-        if ce and ce.state == "ENABLED" then
-          local name = ce.computeEnvironmentName
-          if (used[name] or 0) + job.vcpus <= ce_capacity(ce) then
-            used[name] = (used[name] or 0) + job.vcpus
-            job._ce = name
-            job._queued = nil
-            job._wake:set()
-            break
-          end
-        end
-      end
-    end
-  end
-end
-
-function Batch:release(job)
-  job._ce = nil
-  job._queued = nil
-end
-
--- Retry decision for a failed attempt (RetryStrategy: evaluateOnExit
--- conditions are glob patterns, "*" only at the end; the first match wins;
--- no match means retry).
-local function glob_match(pat, s)
-  if pat == nil then return true end
-  if s == nil then return false end
-  if pat:sub(-1) == "*" then return s:sub(1, #pat - 1) == pat:sub(1, -2) end
-  return s == pat
-end
-
-function Batch:should_retry(job, att)
-  local rs = job.retryStrategy
-  local max = rs and rs.attempts or 1
-  if #job.attempts >= max then return false end
-  for _, e in ipairs(rs.evaluateOnExit or {}) do
-    local code = att.container.exitCode and tostring(att.container.exitCode) or nil
-    if glob_match(e.onExitCode, code) and glob_match(e.onReason, att.container.reason)
-        and glob_match(e.onStatusReason, att.statusReason) then
-      return e.action:upper() == "RETRY"
-    end
-  end
-  return true
-end
-
-function Batch:job_env(job, ce_name, attempt)
-  local env = { PATH = os.getenv("PATH") or "/usr/local/bin:/usr/bin:/bin" }
-  for _, e in ipairs(job.container.environment or {}) do env[e.name] = e.value or "" end
-  local q = by_name_or_arn(self.queues, job.jobQueue, "job%-queue")
-  env.AWS_BATCH_JOB_ID = job.id
-  env.AWS_BATCH_JQ_NAME = q and q.jobQueueName or job.jobQueue:match("[^/]+$")
-  env.AWS_BATCH_CE_NAME = ce_name
-  env.AWS_BATCH_JOB_ATTEMPT = tostring(attempt)
-  if job.parent then env.AWS_BATCH_JOB_ARRAY_INDEX = tostring(job.arrayProperties.index) end
-  return env
-end
-
--- Send lines to CloudWatch Logs in batches.
-local function log_sink(self, stream)
-  local buf = {}
-  local sink = {}
-  function sink.flush()
-    if #buf == 0 or not self.logs then buf = {}; return end
-    local evs = buf
-    buf = {}
-    local ok, err = pcall(self.logs.append, self.logs, LOG_GROUP, stream, evs)
-    if not ok then io.stderr:write("aio-aws local: batch: logs: ", tostring(err), "\n") end
-  end
-  function sink.line(_, line)
-    buf[#buf + 1] = { timestamp = self:now_ms(), message = line }
-    if #buf >= LOG_FLUSH_LINES then sink.flush() end
-  end
-  return sink
-end
-
--- One attempt on the compute environment job._ce. Returns true when the
--- job goes back to RUNNABLE for another attempt.
-function Batch:run_attempt(job)
-  local ce_name = job._ce
-  job.statusReason = nil
-  self:set_status(job, "STARTING")
-  wait_job(job, self:delay())
-  local task_id = hex32()
-  local stream = job.def_name .. "/default/" .. task_id
-  local ce = self.ces[ce_name]
-  local cluster = ce and ce.ecsClusterArn or ""
-  local att = {
-    container = {
-      containerInstanceArn = fmt("arn:aws:ecs:%s:%s:container-instance/%s", self.region, self.account_id, hex32()),
-      taskArn = fmt("arn:aws:ecs:%s:%s:task/%s/%s", self.region, self.account_id,
-        cluster:match("cluster/(.+)$") or "local", task_id),
-      logStreamName = stream, networkInterfaces = {},
-    },
-  }
-  job.container.logStreamName = stream
-  job.container.taskArn = att.container.taskArn
-  job.container.containerInstanceArn = att.container.containerInstanceArn
-  if job._kill_reason or job._cancel then
-    -- terminated while STARTING: nothing ran
-    job.attempts[#job.attempts + 1] = att
-    self:finish(job, "FAILED", job._kill_reason or job._cancel)
-    return false
-  end
-  local n = #job.attempts + 1
-  local cmd = job.container.command
-  local now = self:now_ms()
-  job.startedAt = job.startedAt or now
-  att.startedAt = now
-  local p, perr
-  if not cmd or #cmd == 0 then
-    perr = "the job has no command"
-  else
-    local dir
-    if self.dir then
-      dir = self.dir .. "/work/" .. job.id .. "/" .. n
-      self.store.mkdir_p(dir)
-    end
-    local sink = log_sink(self, stream)
-    job._sink = sink
-    -- die_with_parent: a crashed endpoint leaves no job process behind
-    p, perr = process.spawn { argv = cmd, env = self:job_env(job, ce_name, n), cwd = dir, on_line = sink.line,
-      die_with_parent = true }
-  end
-  if not p then
-    att.stoppedAt = self:now_ms()
-    att.container.reason = "CannotStartContainerError: " .. tostring(perr and perr.message or perr)
-    att.statusReason = "Task failed to start"
-    job.attempts[#job.attempts + 1] = att
-    job.container.reason = att.container.reason
-    if self:should_retry(job, att) then return true end
-    self:finish(job, "FAILED", att.statusReason)
-    return false
-  end
-  job._proc = p
-  self:set_status(job, "RUNNING")
-  -- Timers of this attempt: timeout, spot interruption, log flushing.
-  local timers = {}
-  local limit = job.timeout and job.timeout.attemptDurationSeconds
-  if limit then
-    timers[#timers + 1] = async.spawn(function()
-      async.sleep(limit)
-      self:kill_job(job, TIMEOUT_REASON)
-    end)
-  end
-  local spot = tonumber(self.faults.spot_rate) or 0
-  if spot > 0 and math.random() < spot then
-    timers[#timers + 1] = async.spawn(function()
-      async.sleep(math.random() * 0.2)
-      self:kill_job(job, SPOT_REASON, "KILL")
-    end)
-  end
-  timers[#timers + 1] = async.spawn(function()
-    while true do async.sleep(LOG_FLUSH_SECS); job._sink.flush() end
-  end)
-  local ok, st, werr = pcall(p.wait, p)
-  for _, t in ipairs(timers) do t:cancel() end
-  if job._grace then job._grace:cancel(); job._grace = nil end
-  if not ok then error(st, 0) end -- cancelled (close): the process was killed
-  job._proc = nil
-  job._sink.flush()
-  att.stoppedAt = self:now_ms()
-  if not st then st = { exit_code = nil, signal = nil }; att.container.reason = tostring(werr) end
-  local code = st.exit_code
-  if st.signal then code = 128 + (signal_number(st.signal) or 0) end
-  att.container.exitCode = code
-  job.container.exitCode = code
-  local reason = job._kill_reason
-  job._kill_reason = nil
-  att.statusReason = reason or EXIT_REASON
-  job.attempts[#job.attempts + 1] = att
-  if code == 0 and not reason then
-    self:finish(job, "SUCCEEDED", EXIT_REASON)
-    return false
-  end
-  -- Timeouts and TerminateJob are not retried; the rest follow retryStrategy.
-  local final = reason and reason ~= SPOT_REASON
-  if not final and self:should_retry(job, att) then return true end
-  self:finish(job, "FAILED", reason or EXIT_REASON)
-  return false
-end
-
--- Stop a running job's process: SIGTERM, then SIGKILL after the grace
--- period (or at once with sig "KILL").
-function Batch:kill_job(job, reason, sig)
-  local p = job._proc
-  if not job._kill_reason then job._kill_reason = reason end
-  if not p then job._wake:set(); return end
-  p:kill(sig or "TERM")
-  if sig ~= "KILL" and not job._grace then
-    job._grace = async.spawn(function()
-      async.sleep(self.kill_grace)
-      job._grace = nil
-      p:kill("KILL")
-    end)
-  end
-end
-
--- Cancel a job that has not started (SUBMITTED, PENDING, RUNNABLE): its
--- task, waiting in one of those states, is cancelled and the job FAILED at
--- once. An array parent takes its children that have not started along.
-function Batch:cancel_job(job, reason)
-  if DONE[job.status] or job.status == "STARTING" or job.status == "RUNNING" then return false end
-  job._cancel = reason
-  for _, cid in ipairs(job.children or {}) do
-    local c = self.jobs[cid]
-    if c then self:cancel_job(c, reason) end
-  end
-  local t = self._tasks[job.id]
-  if t and t ~= async.current() then t:cancel(); self._tasks[job.id] = nil end
-  self:release(job)
-  self:finish(job, "FAILED", reason)
-  self:dispatch()
-  return true
-end
-
--- An array job: the children run, the parent follows them.
-function Batch:run_array(job)
-  local size = job.arrayProperties.size
-  if not job.children then
-    job.children = {}
-    local def = self:find_def(job.jobDefinition)
-    local q = by_name_or_arn(self.queues, job.jobQueue, "job%-queue")
-    for i = 0, size - 1 do
-      local child = self:new_job {
-        id = job.id .. ":" .. i, jobName = job.jobName, q = q or { jobQueueArn = job.jobQueue },
-        def = def or { jobDefinitionArn = job.jobDefinition, jobDefinitionName = job.def_name },
-        container = copy(job.container), params = job.parameters, deps = {}, retry = job.retryStrategy,
-        timeout = job.timeout, tags = job.tags, parent = job, index = i,
-      }
-      job.children[i + 1] = child.id
-    end
-    self:save_job(job)
-  end
-  self:update_summary(job)
-  for _, cid in ipairs(job.children) do
-    local c = self.jobs[cid]
-    if c and not DONE[c.status] and not self._tasks[cid] then self:start_task(c) end
-  end
-  -- The parent stays PENDING while its children run.
-  while true do
-    local changed = self._changed
-    local all, failed = true, false
-    for _, cid in ipairs(job.children) do
-      local c = self.jobs[cid]
-      if c and c.status == "FAILED" then failed = true end
-      if c and not DONE[c.status] then all = false end
-    end
-    if all then
-      self:update_summary(job)
-      if failed then return self:finish(job, "FAILED", job._cancel or "Array Child Job failed") end
-      return self:finish(job, "SUCCEEDED", nil)
-    end
-    changed:wait()
-  end
-end
-
 -- ------------------------------------------------------------ job operations
 
 local function job_detail(job)
@@ -1426,6 +983,4 @@ function Batch:job(id)
 end
 
 M.OPS = OPS
-M.REASONS = { exit = EXIT_REASON, timeout = TIMEOUT_REASON, dependency = DEP_REASON,
-  spot = SPOT_REASON, restart = RESTART_REASON }
 return M
