@@ -231,6 +231,20 @@ describe("aio_aws.process", function()
       assert.are.equal(0, bad)
     end)
 
+    it("on_line may wait (reading pauses meanwhile); no line is lost", function()
+      local n, waits = 0, 0
+      run(function()
+        local p = assert(process.spawn { argv = { "sh", "-c", "yes line | head -n 200000" },
+          on_line = function(_, line)
+            assert(line == "line")
+            n = n + 1
+            if n % 20000 == 0 then aws.sleep(0.01); waits = waits + 1 end
+          end })
+        assert.are.same({ exit_code = 0 }, assert(p:wait(60)))
+      end)
+      assert.are.same({ 200000, 10 }, { n, waits })
+    end)
+
     it("splits a very long line into 256 KiB pieces", function()
       local pieces = {}
       run(function()

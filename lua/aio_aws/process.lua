@@ -16,7 +16,9 @@
 -- dies (a crash, SIGKILL), so nothing outlives it (Linux PR_SET_PDEATHSIG).
 --
 -- `on_line(stream, line)` ("stdout"/"stderr", line without its "\n") runs in
--- a task of its own, in order per stream; a last line without "\n" is
+-- a task of its own, in order per stream; it may wait (sleep, I/O): the
+-- pipes are then read on until 1 MiB of lines is queued, and the child
+-- blocks on a full pipe after that. A last line without "\n" is
 -- delivered at the end, a line longer than 256 KiB in pieces. Without
 -- `on_line` the output is read and dropped. `p:wait` returns once the
 -- child has exited and both pipes are closed, so every line has been
