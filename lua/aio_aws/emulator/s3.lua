@@ -953,7 +953,9 @@ function S3:upload_part(r)
   local ok, err = self.disk:put_part(u, n, got.tmp, { etag = etag, size = got.size, mtime = now_ms(self),
     md5 = core.hex_encode(got.md5) })
   if not ok then return nil, internal(err) end
-  return empty_response(r, 200, { etag = etag })
+  local extra = { etag = etag }
+  if got.checksum then extra["x-amz-checksum-" .. got.checksum.alg] = got.checksum.value end
+  return empty_response(r, 200, extra)
 end
 
 function S3:upload_part_copy(r, u, n)
