@@ -398,7 +398,10 @@ describe("emulator batch (service object)", function()
         for _, id in ipairs(ids) do assert.equal("SUCCEEDED", wait_status(b, id, DONE).status) end
         assert.same({ "hi-1", "hi-2", "lo-1", "lo-2" }, lines_of(read(work .. "/order")))
         assert.equal("RUNNABLE", ok_call(b, "DescribeJobs", { jobs = { big } }).jobs[1].status)
-        -- more capacity lets it run
+        -- more capacity lets it run, even from a queue disabled meanwhile ("jobs
+        -- already in the queue can finish"), which takes no new jobs
+        ok_call(b, "UpdateJobQueue", { jobQueue = "hi", state = "DISABLED" })
+        err_call(b, "SubmitJob", { jobName = "x", jobQueue = "hi", jobDefinition = "mark" }, nil, "ENABLED")
         ok_call(b, "UpdateComputeEnvironment", { computeEnvironment = "ce", computeResources = { maxvCpus = 2 } })
         assert.equal("SUCCEEDED", wait_status(b, big, DONE).status)
       end)

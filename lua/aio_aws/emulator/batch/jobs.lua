@@ -254,13 +254,16 @@ end
 
 -- Place RUNNABLE jobs: queues by priority (higher first, "Job queues with a
 -- higher priority are evaluated first"), each queue in submission order,
--- on the first compute environment of the queue's order with room.
+-- on the first ENABLED compute environment of the queue's order with room.
+-- A DISABLED queue takes no new jobs, "but jobs already in the queue can
+-- finish" (CreateJobQueue, state); a DISABLED compute environment gets no
+-- new jobs placed (CreateComputeEnvironment, state).
 function Jobs:dispatch()
   if self.closed then return end
   local queues = {}
   for _, q in pairs(self.queues) do
     local list = self._runq[q.jobQueueArn]
-    if q.state == "ENABLED" and list and #list > 0 then queues[#queues + 1] = q end
+    if list and #list > 0 then queues[#queues + 1] = q end
   end
   sort(queues, function(a, b)
     if a.priority ~= b.priority then return a.priority > b.priority end
