@@ -1429,6 +1429,33 @@ describe("emulator s3 (live, through the endpoint)", function()
     end)
   end)
 
+  it("aws-chunked uploads without auth (--no-auth): framing decoded, signatures not checked", function()
+    run(function()
+      local em = assert(emulator.start{ data_dir = dir, port = 0, no_auth = true })
+      local ok, err = pcall(function()
+        local s3 = client(em)
+        assert(s3:create_bucket{ Bucket = "bkt" })
+        local creds = { access_key = "SOMEONE", secret_key = "another secret" }
+        local url = em.url .. "/bkt/k"
+        local data = ("n"):rep(70000)
+        local hdr = sigv4.streaming_headers(#data, 65536)
+        local seed, dbg = sigv4.sign({ method = "PUT", url = url, headers = hdr, payload_hash = sigv4.STREAMING_PAYLOAD },
+          creds, { region = "us-east-1", service = "s3" })
+        local c = sigv4.chunked(creds, { region = "us-east-1", service = "s3" }, dbg)
+        local body = c:frame(data:sub(1, 65536)) .. c:frame(data:sub(65537)) .. c:frame("")
+        local res = assert(http.request{ method = "PUT", url = url, headers = seed.headers, body = body, timeout = 10 })
+        assert.equal(200, res.status, res.body)
+        -- unsigned altogether
+        hdr["x-amz-content-sha256"] = sigv4.STREAMING_PAYLOAD
+        res = assert(http.request{ method = "PUT", url = em.url .. "/bkt/u", headers = hdr, body = body, timeout = 10 })
+        assert.equal(200, res.status, res.body)
+        assert.equal(data, assert(s3:get_object{ Bucket = "bkt", Key = "u" }).Body:read_all())
+      end)
+      em:close()
+      if not ok then error(err, 0) end
+    end)
+  end)
+
   it("presigned GET and virtual-hosted style", function()
     with_s3(function(s3, em)
       assert(s3:create_bucket{ Bucket = "bkt" })
