@@ -28,6 +28,16 @@ local function assert_no_secret(s, what)
   end
 end
 
+-- busted keeps only the last `finally` of a test: every cleanup (temp
+-- directories, module settings) goes through this list instead
+local cleanups = {}
+local function on_end(fn) cleanups[#cleanups + 1] = fn end
+after_each(function()
+  local list = cleanups
+  cleanups = {}
+  for i = #list, 1, -1 do list[i]() end
+end)
+
 -- the keys the STS stand-in hands out (numbered by its counter)
 local function sts_key(n) return ("ASIASTS0000000000%03d"):format(n) end
 local function sts_secret(n) return ("stsSECRETkey00000000000000000000000000%04d"):format(n) end
@@ -69,7 +79,7 @@ describe("credential providers with I/O", function()
   -- a config over temp files; the instance metadata service and STS are
   -- the stand-in unless the test says otherwise
   local function cfg(file_texts, env, opts)
-    local dir = files.with_files(file_texts, "chain", finally)
+    local dir = files.with_files(file_texts, "chain", on_end)
     env = env or {}
     if env.AWS_EC2_METADATA_DISABLED == nil then env.AWS_EC2_METADATA_DISABLED = "true" end
     if env.AWS_EC2_METADATA_SERVICE_ENDPOINT == nil then env.AWS_EC2_METADATA_SERVICE_ENDPOINT = srv.url end
@@ -299,7 +309,7 @@ describe("credential providers with I/O", function()
       assert.are.equal("InvalidRegion", err.code)
       srv:reset()
       srv:config{ region = "us-west-2" }
-      local dir = files.with_files(nil, "chain", finally)
+      local dir = files.with_files(nil, "chain", on_end)
       local env = { AWS_CONFIG_FILE = dir .. "/c", AWS_SHARED_CREDENTIALS_FILE = dir .. "/k",
         AWS_EC2_METADATA_SERVICE_ENDPOINT = srv.url }
       local session = assert(aws.session{ config = { env = env },
@@ -344,7 +354,7 @@ describe("credential providers with I/O", function()
     end)
 
     it("uses a loopback FULL_URI and re-reads the token file for every fetch", function()
-      local dir = files.with_files({ token = "Bearer first" }, "chain", finally)
+      local dir = files.with_files({ token = "Bearer first" }, "chain", on_end)
       srv:config{ container_token = "Bearer first" }
       local c = assert(credentials.resolve{ config = cfg(nil, { AWS_CONTAINER_CREDENTIALS_FULL_URI = srv.url .. REL,
         AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE = dir .. "/token", AWS_CONTAINER_AUTHORIZATION_TOKEN = "Bearer env" }) })
@@ -400,7 +410,7 @@ describe("credential providers with I/O", function()
       assert.are.equal("CredentialRetrievalError", err.code)
       assert.matches("legal header value", err.message)
       assert.are.same({}, srv:requests())
-      local dir = files.with_files(nil, "chain", finally)
+      local dir = files.with_files(nil, "chain", on_end)
       c = assert(credentials.resolve{ config = cfg(nil, { AWS_CONTAINER_CREDENTIALS_RELATIVE_URI = REL,
         AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE = dir .. "/missing" }) })
       none, err = frozen(c)
@@ -437,7 +447,7 @@ describe("credential providers with I/O", function()
     it("times out a server that does not answer", function()
       local old = container.TIMEOUT
       container.TIMEOUT = 0.3
-      finally(function() container.TIMEOUT = old end)
+      on_end(function() container.TIMEOUT = old end)
       srv:script(REL, { { status = 200, delay = 1.5, times = 3 } })
       local c = assert(credentials.resolve{ config = cfg(nil, { AWS_CONTAINER_CREDENTIALS_RELATIVE_URI = REL }) })
       local none, err = frozen(c)
@@ -627,7 +637,7 @@ describe("credential providers with I/O", function()
     it("signs a client's requests with the assumed role, resolved outside a task", function()
       local dir = files.with_files({ credentials = BASE, config =
         "[profile dev]\nrole_arn = arn:aws:iam::123456789012:role/dev\nsource_profile = base\nregion = eu-west-1\n" },
-        "chain", finally)
+        "chain", on_end)
       local session = assert(aws.session{ profile = "dev", config = { env = { AWS_CONFIG_FILE = dir .. "/config",
         AWS_SHARED_CREDENTIALS_FILE = dir .. "/credentials", AWS_ENDPOINT_URL_STS = srv.url,
         AWS_EC2_METADATA_DISABLED = "true" } } })
@@ -650,7 +660,7 @@ describe("credential providers with I/O", function()
 
   describe("web identity", function()
     local function token_dir(token)
-      return files.with_files({ token = token or SECRETS[6] }, "chain", finally)
+      return files.with_files({ token = token or SECRETS[6] }, "chain", on_end)
     end
 
     it("calls AssumeRoleWithWebIdentity unsigned with the token file's content (environment)", function()
@@ -748,7 +758,7 @@ describe("credential providers with I/O", function()
     end
 
     local function sso_cfg(profile, token_docs)
-      local dir = files.with_files(nil, "sso", finally)
+      local dir = files.with_files(nil, "sso", on_end)
       os.execute("mkdir -p " .. proc.quote(dir .. "/.aws/sso/cache"))
       for key, doc in pairs(token_docs or {}) do
         files.write(dir .. "/.aws/sso/cache/" .. sha1(key) .. ".json", doc)
@@ -858,7 +868,7 @@ describe("credential providers with I/O", function()
     end)
 
     it("honours Expiration and runs the program again to refresh", function()
-      local dir = files.with_files(nil, "chain", finally)
+      local dir = files.with_files(nil, "chain", on_end)
       local c = assert(credentials.resolve{ config = process_cfg(proc.quote(FAKE) .. " expiring 2030-01-01T01:00:00Z "
         .. proc.quote(dir .. "/n")) })
       local f = assert(frozen(c))
@@ -915,7 +925,7 @@ describe("credential providers with I/O", function()
 
   describe("the chain", function()
     it("asks the providers in botocore's order", function()
-      local dir = files.with_files({ token = "tok" }, "chain", finally)
+      local dir = files.with_files({ token = "tok" }, "chain", on_end)
       local rel = "/v2/credentials/test-uuid"
       local base = "[base]\naws_access_key_id = AKIABASE0000000001\naws_secret_access_key = " .. SECRETS[4] .. "\n"
       local function source(file_texts, env)
@@ -1042,7 +1052,7 @@ describe("provider helpers", function()
 
   it("config:for_profile reads another profile as an explicit one", function()
     local dir = files.with_files({ config = "[profile a]\nregion = eu-west-1\n[profile b]\nregion = us-east-2\n" },
-      "chain", finally)
+      "chain", on_end)
     local cfg = assert(files.load(dir, { AWS_PROFILE = "a" }))
     local b = assert(cfg:for_profile("b"))
     assert.are.same({ "b", "explicit", "us-east-2" }, { select(1, b:profile_name()), select(2, b:profile_name()),

@@ -13,7 +13,17 @@ local AKID = "AKIAIOSFODNN7EXAMPLE"
 
 local files = require "support.aws_files"
 local write = files.write
-local function with_files(t) return files.with_files(t, "credentials", finally) end
+-- busted keeps only the last `finally` of a test, and tests make several
+-- directories: they are removed after each test from this list
+local cleanups = {}
+after_each(function()
+  local list = cleanups
+  cleanups = {}
+  for i = #list, 1, -1 do list[i]() end
+end)
+local function with_files(t)
+  return files.with_files(t, "credentials", function(fn) cleanups[#cleanups + 1] = fn end)
+end
 -- The instance metadata provider (last in the chain) would be asked for
 -- real: these tests switch it off unless they say otherwise.
 local function load(dir, env, opts)
