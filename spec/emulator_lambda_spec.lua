@@ -241,6 +241,20 @@ describe("emulator lambda (service object)", function()
       assert.matches("^echo from echo", evs[2].message)
     end)
 
+    it("close stops background invocations and their handlers", function()
+      write(fdir .. "/marker.lua", "local aws = require 'aio_aws'\n"
+        .. "return function(event) aws.sleep(event.seconds); package.loaded.spec_lambda_marker = true end\n")
+      package.loaded.spec_lambda_marker = nil
+      run(function()
+        assert(lam:call("Invoke", { FunctionName = "marker", InvocationType = "Event", Payload = '{"seconds": 2}' }))
+        while (lam.per_function.marker or 0) == 0 do aws.sleep(0.01) end -- running
+        lam:close()
+      end)
+      -- aws.run has waited for every task: the handler was cancelled at its sleep
+      assert.is_nil(package.loaded.spec_lambda_marker)
+      assert.equal(0, lam:pending())
+    end)
+
     it("reserved concurrency gives 429 TooManyRequestsException", function()
       local r1, r2 = run(function()
         local t1 = aws.spawn(function() return lam:call("Invoke", { FunctionName = "configured", Payload = '{"seconds": 1}' }) end)

@@ -428,7 +428,13 @@ function Lambda:execute(name, src, event, opts)
       debug.sethook()
       return res
     end)
-    local res, err = task:wait(math.max(0, deadline - core.monotime()))
+    local wok, res, err = pcall(task.wait, task, math.max(0, deadline - core.monotime()))
+    if not wok then
+      -- This invocation was cancelled (the endpoint is closing): stop the handler too.
+      done = true
+      task:cancel()
+      error(res, 0)
+    end
     local timed_out = false
     if not res and task.state == "pending" then
       -- Waiting past its deadline: cancel it at its wait, give it a moment
@@ -535,7 +541,9 @@ function OPS.Invoke(self, p)
           local ok2, err2 = pcall(self.execute, self, name, src, event, { client_context = client_context })
           self:release(name)
           self.background[task] = nil
-          if not ok2 then io.stderr:write("aio-aws local: lambda ", name, ": ", tostring(err2), "\n") end
+          if not ok2 and not (errors.is(err2) and err2.code == "Cancelled") then
+            io.stderr:write("aio-aws local: lambda ", name, ": ", tostring(err2), "\n")
+          end
           return
         end
         self.slot_free:wait(1)
