@@ -17,10 +17,14 @@ local function open_fds(tmp)
   assert(os.execute("ls -l /proc/" .. pid .. "/fd > " .. file))
   local out = proc.read_file(file)
   os.remove(file)
+  -- Only pipes and /dev/null: what this module opens. Sockets of other
+  -- specs' connection pools come and go with the garbage collector.
   local n, list = 0, {}
   for fd, target in out:gmatch(" (%d+) %-> ([^\n]*)") do
-    n = n + 1
-    list[#list + 1] = fd .. " -> " .. target
+    if target:match("^pipe:") or target == "/dev/null" then
+      n = n + 1
+      list[#list + 1] = fd .. " -> " .. target
+    end
   end
   return n, table.concat(list, "\n")
 end
@@ -66,7 +70,11 @@ describe("aio_aws.process", function()
   end)
   teardown(function() if tmp then proc.rmdir(tmp) end end)
   local listing_before
-  before_each(function() fds_before, listing_before = open_fds(tmp) end)
+  before_each(function()
+    collectgarbage()
+    collectgarbage()
+    fds_before, listing_before = open_fds(tmp)
+  end)
   after_each(function()
     collectgarbage()
     collectgarbage()
