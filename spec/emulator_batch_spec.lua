@@ -673,6 +673,28 @@ describe("emulator batch (service object)", function()
     end)
   end)
 
+  describe("corrupt state", function()
+    it("a corrupt state.json is an error at start; a corrupt job file is skipped", function()
+      run(function()
+        local b = assert(batch_mod.new { data_dir = dir .. "/batch", store = store })
+        assert(b:call("CreateComputeEnvironment", { computeEnvironmentName = "ce", type = "UNMANAGED", unmanagedvCpus = 1 }))
+        b:close()
+        assert(store.write_file_atomic(dir .. "/batch/jobs/broken.json", "{\"id\": "))
+        local warnings = {}
+        b = assert(batch_mod.new { data_dir = dir .. "/batch", store = store,
+          warn = function(m) warnings[#warnings + 1] = m end })
+        assert.equal(1, #warnings)
+        assert.matches("^skipping broken.json: ", warnings[1])
+        assert.equal(1, #ok_call(b, "DescribeComputeEnvironments", {}).computeEnvironments)
+        b:close()
+        assert(store.write_file_atomic(dir .. "/batch/state.json", "not json"))
+        local none, err = batch_mod.new { data_dir = dir .. "/batch", store = store }
+        assert.is_nil(none)
+        assert.equal("BatchStateError", err.code)
+      end)
+    end)
+  end)
+
   describe("misuse", function()
     it("raises on bad calls, returns errors for bad requests", function()
       with_batch(function(b)

@@ -162,7 +162,7 @@ function Batch:save_state()
   local ok, err = self.store.write_json(self.dir .. "/state.json", {
     version = 1, ces = self.ces, queues = self.queues, jobdefs = self.jobdefs, seq = self.seq,
   })
-  if not ok then io.stderr:write("aio-aws local: batch: cannot save state: ", tostring(err), "\n") end
+  if not ok then self.warn("cannot save state: " .. tostring(err)) end
   return ok, err
 end
 
@@ -174,7 +174,7 @@ function Batch:save_job(job)
     if type(k) ~= "string" or k:sub(1, 1) ~= "_" then rec[k] = v end
   end
   local ok, err = self.store.write_json(self.dir .. "/jobs/" .. job.id .. ".json", rec)
-  if not ok then io.stderr:write("aio-aws local: batch: cannot save job ", job.id, ": ", tostring(err), "\n") end
+  if not ok then self.warn("cannot save job " .. job.id .. ": " .. tostring(err)) end
   return ok, err
 end
 
@@ -193,7 +193,7 @@ function Batch:load()
         self.jobs[job.id] = job
         if job.seq > self.seq then self.seq = job.seq end
       else
-        io.stderr:write("aio-aws local: batch: skipping ", name, ": ", tostring(jerr), "\n")
+        self.warn("skipping " .. name .. ": " .. tostring(jerr))
       end
     end
   end
@@ -210,9 +210,14 @@ local function default_clock()
   return clock_base + monotime()
 end
 
+local function default_warn(msg)
+  io.stderr:write("aio-aws local: batch: ", msg, "\n")
+end
+
 --- Create the service. `ctx` as in the emulator contract: data_dir (nil:
 -- memory only), store, clock, region, account_id, faults {spot_rate,
--- state_delay}, logs (the Logs service, for job output), kill_grace.
+-- state_delay}, logs (the Logs service, for job output), kill_grace
+-- (seconds from SIGTERM to SIGKILL), warn (function(msg), default stderr).
 -- Must run with the aio_aws runtime (jobs are tasks).
 -- @return service | nil, err (the state cannot be read)
 function M.new(ctx)
@@ -230,6 +235,7 @@ function M.new(ctx)
     faults = ctx.faults or {},
     logs = ctx.logs,
     kill_grace = ctx.kill_grace or jobs.KILL_GRACE,
+    warn = ctx.warn or default_warn,
     ces = {}, queues = {}, jobdefs = {}, jobs = {}, seq = 0,
     _tasks = {},  -- job id -> the task driving it
     _runq = {},   -- job queue ARN -> RUNNABLE jobs waiting for a place, FIFO

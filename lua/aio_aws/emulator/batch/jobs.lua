@@ -139,7 +139,7 @@ function Jobs:start_task(job)
     local ok, err = pcall(self.drive, self, job)
     if self._tasks[job.id] == async.current() then self._tasks[job.id] = nil end
     if not ok and not (type(err) == "table" and err.code == "Cancelled") then
-      io.stderr:write("aio-aws local: batch: job ", job.id, ": ", tostring(err), "\n")
+      self.warn("job " .. job.id .. ": " .. tostring(err))
       if not self.closed then
         self:release(job)
         self:finish(job, "FAILED", "Internal error of the local endpoint: " .. tostring(err))
@@ -350,7 +350,7 @@ local function log_sink(self, stream)
     local evs = buf
     buf = {}
     local ok, err = pcall(self.logs.append, self.logs, M.LOG_GROUP, stream, evs)
-    if not ok then io.stderr:write("aio-aws local: batch: logs: ", tostring(err), "\n") end
+    if not ok then self.warn("logs: " .. tostring(err)) end
   end
   function sink.line(_, line)
     buf[#buf + 1] = { timestamp = self:now_ms(), message = line }
