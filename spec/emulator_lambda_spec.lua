@@ -35,6 +35,12 @@ local function write(path, text)
   f:close()
 end
 
+-- A function with one reserved slot that holds it until the test opens the
+-- gate (an aio_aws.Event shared through package.loaded: same process).
+local GATE = "local aws = require 'aio_aws'\n"
+  .. "return {reserved_concurrency = 1, timeout = 60, handler = function()\n"
+  .. "  package.loaded.spec_lambda_gate:wait(60); return 'passed' end}\n"
+
 describe("emulator lambda (service object)", function()
   local fdir, logs, lam
   before_each(function()
@@ -42,6 +48,7 @@ describe("emulator lambda (service object)", function()
     for _, name in ipairs(store.list_dir(FIXTURES)) do copy(FIXTURES .. "/" .. name, fdir .. "/" .. name) end
     write(fdir .. "/broken.lua", "return function(event\n")
     write(fdir .. "/quits.lua", "return function() os.exit(3) end\n")
+    write(fdir .. "/gate.lua", GATE)
     write(fdir .. "/not a function name.lua", "return function() end\n")
     write(fdir .. "/README.txt", "not a function\n")
     logs = assert(logs_mod.new{ clock = os.time })
@@ -64,10 +71,11 @@ describe("emulator lambda (service object)", function()
       local out = assert(lam:call("ListFunctions", {}))
       local names = {}
       for i, f in ipairs(out.Functions) do names[i] = f.FunctionName end
-      assert.same({ "broken", "busy", "caller", "chatty", "configured", "custom_error", "echo", "fail", "marshal",
-        "quits", "slow" }, names)
+      assert.same({ "broken", "busy", "caller", "chatty", "configured", "custom_error", "echo", "fail", "gate",
+        "marshal", "quits", "slow" }, names)
       assert.is_nil(out.NextMarker)
       local echo = out.Functions[7]
+      assert.equal("echo", echo.FunctionName)
       assert.equal("arn:aws:lambda:eu-west-1:123456789012:function:echo", echo.FunctionArn)
       assert.equal(3, echo.Timeout)        -- Lambda's default timeout
       assert.equal(128, echo.MemorySize)   -- and memory
@@ -90,7 +98,7 @@ describe("emulator lambda (service object)", function()
         marker = out.NextMarker
       until not marker
       assert.equal(3, pages)
-      assert.equal(11, #seen)
+      assert.equal(12, #seen)
       local _, err = lam:call("ListFunctions", { MaxItems = 0 })
       assert.equal("InvalidParameterValueException", err.code)
     end)
@@ -257,14 +265,18 @@ describe("emulator lambda (service object)", function()
 
     it("reserved concurrency gives 429 TooManyRequestsException", function()
       local r1, r2 = run(function()
-        local t1 = aws.spawn(function() return lam:call("Invoke", { FunctionName = "configured", Payload = '{"seconds": 1}' }) end)
+        package.loaded.spec_lambda_gate = aws.Event()
+        local t1 = aws.spawn(function() return lam:call("Invoke", { FunctionName = "gate" }) end)
         -- wait until the first one holds the function's only slot
-        while (lam.per_function.configured or 0) == 0 do aws.sleep(0.01) end
-        local out, err = lam:call("Invoke", { FunctionName = "configured", Payload = '{"seconds": 0}' })
+        while (lam.per_function.gate or 0) == 0 do aws.sleep(0.01) end
+        local out, err = lam:call("Invoke", { FunctionName = "gate" })
         assert.is_nil(out)
+        package.loaded.spec_lambda_gate:set()
         return assert(t1:wait()), err
       end)
+      package.loaded.spec_lambda_gate = nil
       assert.equal(200, r1.StatusCode)
+      assert.equal('"passed"', r1.Payload)
       assert.equal("TooManyRequestsException", r2.code)
       assert.equal(429, r2.status)
       assert.equal("ReservedFunctionConcurrentInvocationLimitExceeded", r2.fields.Reason)
@@ -329,13 +341,17 @@ end)
 -- Through a real endpoint on loopback with the project's own client.
 describe("emulator lambda (live, through the endpoint)", function()
   local emulator = require "aio_aws.emulator"
-  local dir
-  before_each(function() dir = tmpdir() end)
-  after_each(function() rm_rf(dir) end)
+  local dir, fdir
+  before_each(function()
+    dir, fdir = tmpdir(), tmpdir()
+    for _, name in ipairs(store.list_dir(FIXTURES)) do copy(FIXTURES .. "/" .. name, fdir .. "/" .. name) end
+    write(fdir .. "/gate.lua", GATE)
+  end)
+  after_each(function() rm_rf(dir); rm_rf(fdir) end)
 
   local function with_lambda(fn, faults)
     return run(function()
-      local em = assert(emulator.start{ data_dir = dir, port = 0, functions_dir = FIXTURES, faults = faults })
+      local em = assert(emulator.start{ data_dir = dir, port = 0, functions_dir = fdir, faults = faults })
       local session = assert(aws.session{ region = "us-east-1",
         credentials = { access_key = em.access_key, secret_key = em.secret_key } })
       -- one attempt: a 429 must reach the test, not be retried away
@@ -351,7 +367,7 @@ describe("emulator lambda (live, through the endpoint)", function()
   it("ListFunctions and GetFunction", function()
     with_lambda(function(lam)
       local out = assert(lam:list_functions{})
-      assert.equal(9, #out.Functions)
+      assert.equal(10, #out.Functions)
       local names = {}
       for _, f in ipairs(out.Functions) do names[f.FunctionName] = f end
       assert.equal("arn:aws:lambda:us-east-1:123456789012:function:echo", names.echo.FunctionArn)
@@ -411,13 +427,16 @@ describe("emulator lambda (live, through the endpoint)", function()
       assert.equal("Unhandled", out.FunctionError)
       assert.matches("Task timed out after 1%.00 seconds", cjson.decode(out.Payload).errorMessage)
 
-      local first = aws.spawn(function() return lam:invoke{ FunctionName = "configured", Payload = '{"seconds": 1}' } end)
+      package.loaded.spec_lambda_gate = aws.Event()
+      local first = aws.spawn(function() return lam:invoke{ FunctionName = "gate" } end)
       local svc = em.services.lambda
-      while (svc.per_function.configured or 0) == 0 do aws.sleep(0.01) end -- the first holds the only slot
-      local _, err = lam:invoke{ FunctionName = "configured", Payload = '{"seconds": 0}' }
+      while (svc.per_function.gate or 0) == 0 do aws.sleep(0.01) end -- the first holds the only slot
+      local _, err = lam:invoke{ FunctionName = "gate" }
+      package.loaded.spec_lambda_gate:set()
       assert.equal("TooManyRequestsException", err.code)
       assert.equal(429, err.status)
       assert.equal(200, assert(first:wait()).StatusCode)
+      package.loaded.spec_lambda_gate = nil
 
       local t = os.time() * 1000
       out = assert(lam:invoke{ FunctionName = "caller",
