@@ -282,6 +282,17 @@ describe("emulator lambda (service object)", function()
       assert.equal("ReservedFunctionConcurrentInvocationLimitExceeded", r2.fields.Reason)
     end)
 
+    it("a file whose top level never ends is stopped after the init timeout", function()
+      write(fdir .. "/spins.lua", "while true do end\n")
+      local quick = lambda_mod.new{ functions_dir = fdir, lambda_init_timeout = 0.2 }
+      local out = assert(run(function() return quick:call("Invoke", { FunctionName = "spins" }) end))
+      assert.equal("Unhandled", out.FunctionError)
+      assert.equal("Runtime.ImportModuleError", payload(out).errorType)
+      assert.matches("init timeout", payload(out).errorMessage)
+      assert.equal("Failed", assert(quick:call("GetFunction", { FunctionName = "spins" })).Configuration.State)
+      assert.is_nil(debug.gethook())
+    end)
+
     it("the account concurrency limit gives 429 too", function()
       local small = lambda_mod.new{ functions_dir = fdir, lambda_concurrency = 2 }
       local results = run(function()

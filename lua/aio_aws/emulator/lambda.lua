@@ -49,6 +49,7 @@ local DEFAULT_TIMEOUT = 3
 local DEFAULT_MEMORY = 128
 local DEFAULT_CONCURRENCY = 1000
 local HOOK_COUNT = 10000           -- instructions between deadline checks
+local DEFAULT_INIT_TIMEOUT = 10    -- Lambda's init phase limit, seconds
 local NAME_PATTERN = "^[%w%-_]+$"
 
 local function fail(code, message, status, fields)
@@ -76,7 +77,8 @@ Lambda.__name = "aio_aws.emulator.Lambda"
 
 --- Create the service. ctx: functions_dir, logs (the Logs service, optional),
 -- clock, region, account_id, url, access_key, secret_key,
--- lambda_concurrency (account limit of concurrent executions, default 1000).
+-- lambda_concurrency (account limit of concurrent executions, default 1000),
+-- lambda_init_timeout (seconds for a file's top level, default 10).
 function M.new(ctx)
   if type(ctx) ~= "table" then error("emulator.lambda.new: ctx must be a table", 2) end
   if ctx.functions_dir ~= nil and type(ctx.functions_dir) ~= "string" then
@@ -94,6 +96,7 @@ function M.new(ctx)
     region = ctx.region or "us-east-1",
     account_id = ctx.account_id or "123456789012",
     limit = limit,
+    init_timeout = ctx.lambda_init_timeout,
     running = 0,             -- executions in flight, all functions
     per_function = {},       -- name -> executions in flight
     background = {},         -- Event invocations in flight: task -> true
@@ -148,7 +151,7 @@ end
 
 -- Run the file's chunk in a fresh sandbox; returns the spec
 -- {handler, timeout, memory_size, reserved_concurrency, description} or nil, message.
-local function load_spec(src, print_fn)
+local function load_spec(src, print_fn, init_timeout)
   local env = setmetatable({}, { __index = _G })
   env._G = env
   env.print = print_fn
@@ -157,8 +160,20 @@ local function load_spec(src, print_fn)
     { __index = os })
   local chunk, cerr = load(src.text, "@" .. src.path, "t", env)
   if not chunk then return nil, cerr end
+  -- The file's top level (Lambda's init phase) gets `init_timeout` seconds;
+  -- a busy loop there is stopped by the same count hook as handlers.
+  local deadline = core.monotime() + (init_timeout or DEFAULT_INIT_TIMEOUT)
+  local INIT_TIMEOUT = {}
+  local old_hook, old_mask, old_count = debug.gethook()
+  debug.sethook(function()
+    if core.monotime() > deadline then error(INIT_TIMEOUT, 0) end
+  end, "", HOOK_COUNT)
   local ok, v = pcall(chunk)
-  if not ok then return nil, tostring(v) end
+  if old_hook then debug.sethook(old_hook, old_mask, old_count) else debug.sethook() end
+  if not ok then
+    if v == INIT_TIMEOUT then return nil, "the file's top level did not finish within its init timeout" end
+    return nil, tostring(v)
+  end
   local spec
   if type(v) == "function" then
     spec = { handler = v }
@@ -190,7 +205,7 @@ end
 
 -- FunctionConfiguration for `name` (GetFunction, ListFunctions).
 function Lambda:configuration(name, src)
-  local spec, err = load_spec(src, discard)
+  local spec, err = load_spec(src, discard, self.init_timeout)
   local s = spec or {}
   local conf = {
     FunctionName = name,
@@ -372,7 +387,7 @@ function Lambda:execute(name, src, event, opts)
   end
   local started = core.monotime()
   log(fmt("START RequestId: %s Version: $LATEST", rid))
-  local spec, env = load_spec(src, captured_print)
+  local spec, env = load_spec(src, captured_print, self.init_timeout)
   local timeout = spec and spec.timeout or DEFAULT_TIMEOUT
   local memory = spec and spec.memory_size or DEFAULT_MEMORY
   local deadline = started + timeout
@@ -531,7 +546,7 @@ function OPS.Invoke(self, p)
     end
   end
   if itype == "DryRun" then return { StatusCode = 204 } end
-  local spec = load_spec(src, discard)
+  local spec = load_spec(src, discard, self.init_timeout)
   if itype == "Event" then
     -- Queued: runs in the background as soon as a slot is free.
     local task
