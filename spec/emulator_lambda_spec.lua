@@ -72,7 +72,7 @@ describe("emulator lambda (service object)", function()
       local names = {}
       for i, f in ipairs(out.Functions) do names[i] = f.FunctionName end
       assert.same({ "broken", "busy", "caller", "chatty", "configured", "custom_error", "echo", "fail", "gate",
-        "marshal", "quits", "slow" }, names)
+        "marshal", "quits", "slow", "writer" }, names)
       assert.is_nil(out.NextMarker)
       local echo = out.Functions[7]
       assert.equal("echo", echo.FunctionName)
@@ -97,8 +97,8 @@ describe("emulator lambda (service object)", function()
         for _, f in ipairs(out.Functions) do seen[#seen + 1] = f.FunctionName end
         marker = out.NextMarker
       until not marker
-      assert.equal(3, pages)
-      assert.equal(12, #seen)
+      assert.equal(4, pages)
+      assert.equal(13, #seen)
       local _, err = lam:call("ListFunctions", { MaxItems = 0 })
       assert.equal("InvalidParameterValueException", err.code)
     end)
@@ -173,6 +173,16 @@ describe("emulator lambda (service object)", function()
       assert.equal("echo from echo\t" .. rid, evs[2].message)
       -- without Tail there is no LogResult
       assert.is_nil(assert(invoke({ FunctionName = "echo" })).LogResult)
+    end)
+
+    it("io.write goes to the log like print, partial lines included", function()
+      local out = assert(invoke({ FunctionName = "writer", LogType = "Tail" }))
+      assert.equal('"written"', out.Payload)
+      local lines = {}
+      for line in core.base64_decode(out.LogResult):gmatch("[^\n]+") do lines[#lines + 1] = line end
+      assert.same({ "part one, part two", "second line", "printed", "no newline at the end" },
+        { lines[2], lines[3], lines[4], lines[5] })
+      assert.matches("^END RequestId", lines[6])
     end)
 
     it("LogResult holds only the last 4 KB", function()
@@ -378,7 +388,7 @@ describe("emulator lambda (live, through the endpoint)", function()
   it("ListFunctions and GetFunction", function()
     with_lambda(function(lam)
       local out = assert(lam:list_functions{})
-      assert.equal(10, #out.Functions)
+      assert.equal(11, #out.Functions)
       local names = {}
       for _, f in ipairs(out.Functions) do names[f.FunctionName] = f end
       assert.equal("arn:aws:lambda:us-east-1:123456789012:function:echo", names.echo.FunctionArn)

@@ -119,6 +119,8 @@ end
 
 local ok_lfs, lfs = pcall(require, "lfs")
 
+local function discard() end
+
 -- The file's source (cached while its size and mtime stay the same).
 function Lambda:source(name)
   if not self.dir or not name:find(NAME_PATTERN) or #name > 64 then return nil end
@@ -155,6 +157,22 @@ local function load_spec(src, print_fn, init_timeout)
   local env = setmetatable({}, { __index = _G })
   env._G = env
   env.print = print_fn
+  -- io.write is the handler's stdout too: it goes to the same log.
+  local out = {}
+  function out.write(_, ...) return env.io.write(...) end
+  env.io = setmetatable({
+    write = function(...)
+      local w = type(print_fn) == "table" and print_fn.write or nil
+      for i = 1, select("#", ...) do
+        local v = select(i, ...)
+        if type(v) ~= "string" and type(v) ~= "number" then
+          error("bad argument #" .. i .. " to 'write' (string expected, got " .. type(v) .. ")", 2)
+        end
+        if w then w(tostring(v)) end
+      end
+      return out
+    end,
+  }, { __index = io })
   -- The handler shares the endpoint's process: exiting would stop it.
   env.os = setmetatable({ exit = function() error("os.exit is not available in a Lambda handler", 2) end },
     { __index = os })
@@ -197,7 +215,6 @@ local function load_spec(src, print_fn, init_timeout)
   return spec, env
 end
 
-local function discard() end
 
 local function iso8601(t)
   return os.date("!%Y-%m-%dT%H:%M:%S.000+0000", floor(t))
@@ -379,12 +396,27 @@ function Lambda:execute(name, src, event, opts)
     log_lines[#log_lines + 1] = line .. "\n"
     log_events[#log_events + 1] = { timestamp = floor(self.clock() * 1000), message = line }
   end
-  local function captured_print(...)
+  -- print and io.write share one stdout: io.write's text is split into
+  -- lines, a last partial line is flushed when the handler ends.
+  local partial = ""
+  local function write_text(text)
+    partial = partial .. text
+    while true do
+      local nl = partial:find("\n", 1, true)
+      if not nl then break end
+      log(partial:sub(1, nl - 1))
+      partial = partial:sub(nl + 1)
+    end
+  end
+  local function flush_partial()
+    if partial ~= "" then log(partial); partial = "" end
+  end
+  local captured_print = setmetatable({ write = write_text }, { __call = function(_, ...)
     local n = select("#", ...)
     local parts = {}
     for i = 1, n do parts[i] = tostring((select(i, ...))) end
-    log(table.concat(parts, "\t"))
-  end
+    write_text(table.concat(parts, "\t") .. "\n")
+  end })
   local started = core.monotime()
   log(fmt("START RequestId: %s Version: $LATEST", rid))
   local spec, env = load_spec(src, captured_print, self.init_timeout)
@@ -488,6 +520,7 @@ function Lambda:execute(name, src, event, opts)
       end
     end
   end
+  flush_partial()
   local ms = (core.monotime() - started) * 1000
   log(fmt("END RequestId: %s", rid))
   log(fmt("REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %d ms\tMemory Size: %d MB\tMax Memory Used: %d MB\t",
