@@ -13,22 +13,29 @@
 --
 -- Each invocation loads the file afresh into its own sandbox environment
 -- (globals it sets stay there; reads fall through to the real globals, so
--- `require` works) and runs the handler in its own task. `print` goes to the
--- invocation's log: START / END / REPORT lines as Lambda writes them, the
--- last 4 KB base64 in `LogResult` with LogType Tail, and every line to the
--- CloudWatch Logs group `/aws/lambda/<name>` (ctx.logs:append). `context`
--- has function_name, function_version, invoked_function_arn,
--- memory_limit_in_mb, aws_request_id, log_group_name, log_stream_name,
--- get_remaining_time_in_millis(), endpoint_url, region, credentials
--- {access_key, secret_key} and `context.client(service)`, a client of the
--- project bound to this endpoint, so a handler can call AWS itself.
+-- `require` works; `os.exit` raises) and runs the handler in its own task.
+-- `print` and `io.write` go to the invocation's log: START / END / REPORT
+-- lines as Lambda writes them, the last 4 KB base64 in `LogResult` with
+-- LogType Tail, and every line to the CloudWatch Logs group
+-- `/aws/lambda/<name>` (ctx.logs:append), one stream per function per
+-- endpoint run. `context` has function_name, function_version,
+-- invoked_function_arn, memory_limit_in_mb, aws_request_id, log_group_name,
+-- log_stream_name, get_remaining_time_in_millis(), client_context (decoded),
+-- endpoint_url, region, credentials (an aio_aws credentials object: its
+-- secret never shows in tostring) and `context.client(service)`, a client of
+-- the project bound to this endpoint, so a handler can call AWS itself.
 --
 -- Timeouts: a handler that waits (sleep, I/O, another task) is cancelled at
 -- its wait when its time is up. A handler busy in pure Lua code is stopped by
--- a count hook (debug.sethook) that raises once the deadline has passed,
--- checked every few thousand VM instructions. Neither can stop a single
--- long call into C (a huge string.rep, a blocking C library call): that
--- holds the whole event loop until it returns, as any C call in a task does.
+-- a count hook (debug.sethook) on its coroutine that raises once the
+-- deadline has passed, checked every 10,000 VM instructions; the file's top
+-- level gets the same treatment with `lambda_init_timeout`. Limits: nothing
+-- can stop a single long call into C (a huge string.rep, a blocking C
+-- library call), which holds the whole event loop until it returns; a
+-- handler that catches the timeout error with pcall and keeps spinning is
+-- hit again at every check but may never stop; tasks and coroutines the
+-- handler started are not stopped; a handler that sets its own debug hook
+-- replaces ours. Event invocations are not retried when they fail.
 local aws = require "aio_aws"
 local core = require "aio_aws.core"
 local errors = require "aio_aws.errors"
