@@ -17,7 +17,7 @@ CORE   = lua/aio_aws/core.so
 
 # Debian packages the project needs (build, run time, tests). `make deps`
 # installs whichever are missing and runs apt-get update only then.
-DEBS = build-essential pkg-config lua5.4 liblua5.4-dev lua-cjson lua-yaml \
+DEBS = build-essential pkg-config lua5.4 liblua5.4-dev lua-cjson lua-yaml lua-filesystem \
        lua-argparse lua-busted lua-check luarocks libev-dev \
        libcurl4-openssl-dev libssl-dev libexpat1-dev libhiredis-dev \
        libhttp-parser-dev nginx-light redis-server python3-boto3 openssl \
