@@ -779,6 +779,59 @@ describe("aio-aws local (CLI)", function()
   end)
 end)
 
+describe("aio-aws local --lambda-concurrency", function()
+  it("answers 429 TooManyRequestsException past the limit, and runs again once a slot frees", function()
+    local fdir = proc.tmpdir("emconc")
+    finally(function() proc.rmdir(fdir) end)
+    -- a handler that says it started (a marker file) and waits for the test
+    local f = assert(io.open(fdir .. "/hold.lua", "w"))
+    f:write([[
+local aws = require "aio_aws"
+return { timeout = 30, handler = function(event)
+  local m = assert(io.open(event.marker, "w")); m:close()
+  for _ = 1, 1500 do
+    local r = io.open(event.release)
+    if r then r:close() return "released" end
+    aws.sleep(0.02)
+  end
+  return "never released"
+end }
+]])
+    f:close()
+    local em = assert(support_emulator.start { "--lambda-concurrency", "1", functions_dir = fdir })
+    finally(function() em:stop() end)
+    local marker, release = fdir .. "/started", fdir .. "/release"
+    local first, second, third = run(function()
+      local s = assert(aws.session { region = em.region, config = { env = {} },
+        credentials = { access_key = em.access_key, secret_key = em.secret_key } })
+      local lam = assert(s:client("lambda", { endpoint_url = em.url, retries = { max_attempts = 1 } }))
+      local payload = cjson.encode({ marker = marker, release = release })
+      local t = aws.spawn(function() return lam:invoke { FunctionName = "hold", Payload = payload } end)
+      for _ = 1, 1500 do
+        if io.open(marker) then break end
+        aws.sleep(0.01)
+      end
+      local _, err = lam:invoke { FunctionName = "hold", Payload = payload }
+      local rf = assert(io.open(release, "w")); rf:close()
+      local out1 = t:wait()
+      local out3 = lam:invoke { FunctionName = "hold", Payload = payload }
+      return out1, err, out3
+    end)
+    assert.equal(200, first.StatusCode)
+    assert.equal('"released"', first.Payload)
+    assert.equal("TooManyRequestsException", second.code)
+    assert.equal(429, second.status)
+    assert.equal(200, third.StatusCode)
+  end)
+
+  it("refuses a limit that is not a positive integer", function()
+    local out = proc.sh("timeout 20 lua5.4 " .. proc.quote(support_emulator.BIN)
+      .. " local --port 0 --lambda-concurrency 0 --data-dir /nonexistent-aio 2>&1 </dev/null; echo status=$?")
+    assert.matches("%-%-lambda%-concurrency must be an integer >= 1", out)
+    assert.matches("status=[12]$", out)
+  end)
+end)
+
 -- Leave no collectable sockets behind for the next spec file.
 teardown(function()
   collectgarbage()

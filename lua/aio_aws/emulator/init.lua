@@ -12,7 +12,8 @@
 --   host ("127.0.0.1"), port (4566; 0 = any free port), data_dir (required),
 --   access_key / secret_key (default: M.DEFAULT_ACCESS_KEY / M.DEFAULT_SECRET_KEY,
 --   fixed test credentials), no_auth (skip signature checks), functions_dir
---   (Lambda handlers), region ("us-east-1"), faults = {latency_ms, throttle_rate,
+--   (Lambda handlers), lambda_concurrency (default 1000), region ("us-east-1"),
+--   faults = {latency_ms, throttle_rate,
 --   spot_rate, state_delay} (all 0 by default), server (extra options for
 --   aio_aws.server.listen).
 -- State lives in `<data_dir>/<service>`. Each service module
@@ -112,6 +113,8 @@ function M.start(opts)
     "access_key must be a non-empty string without '/' or spaces")
   check(type(secret_key) == "string" and secret_key ~= "", "secret_key must be a non-empty string")
   check(opts.functions_dir == nil or type(opts.functions_dir) == "string", "functions_dir must be a string")
+  check(opts.lambda_concurrency == nil or (math.type(opts.lambda_concurrency) == "integer"
+    and opts.lambda_concurrency >= 1), "lambda_concurrency must be an integer >= 1")
   local region = opts.region or "us-east-1"
   check(type(region) == "string" and region:match("^[%w-]+$"), "region must be a region name")
   local faults = opts.faults or {}
@@ -173,6 +176,9 @@ function M.start(opts)
   local base = {
     store = store, clock = clock, region = region, account_id = M.ACCOUNT_ID, faults = faults,
     url = em.url, access_key = access_key, secret_key = secret_key, functions_dir = opts.functions_dir,
+    no_auth = opts.no_auth and true or false,
+    -- Lambda's account concurrency limit (AWS default 1,000): 429 beyond it
+    lambda_concurrency = opts.lambda_concurrency,
   }
   -- Logs first: Batch and Lambda write to it.
   for _, name in ipairs { "logs", "s3", "batch", "lambda" } do
