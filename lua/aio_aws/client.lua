@@ -555,20 +555,11 @@ local function check_opts(opts)
   end
 end
 
--- request_checksum_calculation / response_checksum_validation as set by
--- the caller's config, environment or profile, else "when_required": the
--- config module's default is botocore >= 1.36's "when_supported", which
--- breaks S3-compatible stores (botocore#3415, s3fs#931), so an unset value
--- is read with that default hidden.
+-- request_checksum_calculation / response_checksum_validation from the
+-- caller's config, environment or profile (default "when_required", see
+-- config.lua).
 local function checksum_setting(cfg, name)
-  if not cfg then return "when_required" end
-  local spec = require("aio_aws.config").SETTINGS[name]
-  local saved = spec and spec.default
-  if spec then spec.default = nil end
-  local ok, v = pcall(cfg.get, cfg, name)
-  if spec then spec.default = saved end
-  if not ok then error(v, 0) end
-  return v or "when_required"
+  return cfg and cfg:get(name) or "when_required"
 end
 
 --- Create a client (see session:client). `deps` supplies the config,

@@ -327,11 +327,13 @@ M.SETTINGS = {
   ignore_configured_endpoint_urls = { env = { "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS" },
     keys = { "ignore_configured_endpoint_urls" }, type = "boolean", default = false },
   ca_bundle = { env = { "AWS_CA_BUNDLE" }, keys = { "ca_bundle" }, path = true },
+  -- "when_required" by default, not botocore >= 1.36's "when_supported":
+  -- default CRC32 checksums break S3-compatible stores (botocore#3415)
   request_checksum_calculation = { env = { "AWS_REQUEST_CHECKSUM_CALCULATION" },
-    keys = { "request_checksum_calculation" }, default = "when_supported",
+    keys = { "request_checksum_calculation" }, default = "when_required",
     enum = enum("when_supported", "when_required") },
   response_checksum_validation = { env = { "AWS_RESPONSE_CHECKSUM_VALIDATION" },
-    keys = { "response_checksum_validation" }, default = "when_supported",
+    keys = { "response_checksum_validation" }, default = "when_required",
     enum = enum("when_supported", "when_required") },
   defaults_mode = { env = { "AWS_DEFAULTS_MODE" }, keys = { "defaults_mode" }, default = "legacy",
     enum = enum("legacy", "standard", "in-region", "cross-region", "mobile", "auto") },
