@@ -61,15 +61,16 @@ ASAN_ENV = LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 AIO_AWS_SANITIZED=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 AIO_AWS_CPATH="$(ASAN_DIR)/?.so"
 
+GC_STRESS_SPECS ?= spec/core spec/xml_spec.lua spec/server_spec.lua spec/process_spec.lua
 # Every spec under ASan/UBSan, then the C-heavy ones again with the garbage
 # collector running constantly (an object the core forgot to anchor is then
 # freed while in use, and ASan reports it).
 check-asan: deps $(ASAN_CORE)
 	$(ASAN_ENV) $(BUSTED_RUN)
-	$(ASAN_ENV) AIO_AWS_GC_STRESS=1 $(BUSTED_RUN) spec/core
+	$(ASAN_ENV) AIO_AWS_GC_STRESS=1 $(BUSTED_RUN) $(GC_STRESS_SPECS)
 
 # The C-heavy specs under valgrind memcheck, against the normal build.
-VALGRIND_SPECS ?= spec/core spec/crypto_spec.lua spec/sigv4_spec.lua
+VALGRIND_SPECS ?= spec/core spec/crypto_spec.lua spec/sigv4_spec.lua spec/xml_spec.lua spec/server_spec.lua spec/process_spec.lua
 check-valgrind: deps all
 	AIO_AWS_SANITIZED=1 valgrind -q --keep-debuginfo=yes --leak-check=full --errors-for-leak-kinds=definite \
 	  --error-exitcode=1 --suppressions=spec/support/valgrind.supp \
