@@ -78,6 +78,10 @@ local SCENARIOS = {
   { service = "dynamodb", op = "describe_table", waiter = "TableExists", max = 2,
     params = { TableName = "tbl" },
     steps = { { error = { code = "ResourceNotFoundException", message = "no table", status = 400 } } } },
+  { service = "dynamodb", op = "describe_table", waiter = "TableExists", max = 3,
+    params = { TableName = "tbl" },
+    steps = { { response = { Table = { TableName = "tbl", TableStatus = "CREATING" } } },
+      { error = { code = "InternalServerError", message = "boom", status = 500 } } } },
   { service = "dynamodb", op = "describe_table", waiter = "TableNotExists", max = 4,
     params = { TableName = "tbl" },
     steps = { { response = { Table = { TableName = "tbl", TableStatus = "ACTIVE" } } },
@@ -195,6 +199,11 @@ describe("waiter misuse and other failures", function()
       local r, err = ddb:wait("table_exists", { TableName = "tbl" }, { delay = 0, max_attempts = 3 })
       assert.is_nil(r)
       assert.are.equal("ConnectionError", err.code)
+      local slow = assert(new_session():client("dynamodb", { endpoint_url = "http://fake", retries = { max_attempts = 1 },
+        transport = function() return nil, require("aio_aws.errors").new("Timeout", "read timed out") end }))
+      r, err = slow:wait("table_exists", { TableName = "tbl" }, { delay = 0, max_attempts = 3 })
+      assert.is_nil(r)
+      assert.are.equal("Timeout", err.code)
       r, err = ddb:wait("table_exists", { TableName = 7 }, { delay = 0 })
       assert.is_nil(r)
       assert.are.equal("ParamValidation", err.code)

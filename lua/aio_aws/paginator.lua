@@ -22,7 +22,8 @@
 -- (`pager.resume_token`, and `NextToken` in `build_full_result`) is base64
 -- of the JSON of the service's next tokens, plus `boto_truncate_amount`
 -- when a page was cut in the middle, so a token from botocore resumes here
--- and the other way round. Binary token values that are not UTF-8 are
+-- and the other way round (botocore's pre-JSON `a___b` token form is not
+-- accepted). Binary token values that are not UTF-8 are
 -- base64-encoded and listed under `boto_encoded_keys`, as botocore does
 -- for bytes.
 local core = require "aio_aws.core"
