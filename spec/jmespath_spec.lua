@@ -81,7 +81,7 @@ local function show(v)
 end
 
 describe("jmespath compliance suite", function()
-  local files = { "basic", "boolean", "filters", "indices", "multiselect", "pipe", "slice" }
+  local files = { "basic", "boolean", "filters", "indices", "multiselect", "pipe", "slice", "wildcard" }
   local cases = {}
   for _, name in ipairs(files) do
     local text = assert(proc.read_file("spec/fixtures/jmespath/" .. name .. ".json"))
