@@ -326,6 +326,10 @@ local function located_index(shape)
   return idx
 end
 
+-- header name -> lower case, memoized (responses repeat the same dozen
+-- names); bounded, since names like x-amz-meta-* are the caller's choice
+local LOWER, lower_count = {}, 0
+
 --- Fill `out` with the output members bound to the status code and headers.
 -- (raises the XML module's PARSE error for malformed values)
 function M.read_located(shape, response, out)
@@ -336,12 +340,16 @@ function M.read_located(shape, response, out)
   for i = 1, np do out[prefixes[i][1]] = {} end
   for name, v in pairs(headers) do
     -- http.lua gives lower-case names; a transport handed in may not
-    local lname = find(name, "%u") and lower(name) or name
+    local lname = LOWER[name]
+    if not lname then
+      lname = lower(name)
+      if lower_count < 1024 then LOWER[name] = lname; lower_count = lower_count + 1 end
+    end
     local hit = by_header[lname]
     if hit then out[hit[1]] = header_value(hit[2], v) end
     for i = 1, np do
       local p = prefixes[i]
-      if sub(lname, 1, p[4]) == p[3] then
+      if find(lname, p[3], 1, true) == 1 then
         out[p[1]][sub(lname, p[4] + 1)] = scalar(p[2].value, v)
       end
     end
