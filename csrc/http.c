@@ -496,13 +496,15 @@ static void push_lower(lua_State *L, const char *s, size_t n)
  * 5.3)}, header_list = {name1, value1, name2, ...} in wire order} */
 static void x_push_head(lua_State *L, xfer *x)
 {
+    const char *p = x->head.p + x->head.off, *end = x->head.p + x->head.len;
+    int lines = 0;
+    for (const char *q = p; q < end && (q = memchr(q, '\n', (size_t)(end - q))) != NULL; q++) lines++;
     lua_createtable(L, 0, 6);
     lua_pushinteger(L, x->status);
     lua_setfield(L, -2, "status");
-    lua_newtable(L);                       /* [res, headers] */
-    lua_newtable(L);                       /* [res, headers, list] */
+    lua_createtable(L, 0, lines);          /* [res, headers], presized */
+    lua_createtable(L, 2 * lines, 0);      /* [res, headers, list] */
     int n = 0;
-    const char *p = x->head.p + x->head.off, *end = x->head.p + x->head.len;
     while (p < end) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         const char *next = eol ? eol + 1 : end;
@@ -812,15 +814,27 @@ static int opt_bool(lua_State *L, int t, const char *k, int dflt)
 }
 
 /* Header names: RFC 9110 5.1 tokens; values: no CR/LF (header injection). */
+/* RFC 9110 5.6.2 token characters, as a table: checked for every header
+ * name of every request. */
+static unsigned char tchar[256];
+
+static void init_tchar(void)
+{
+    if (tchar['a']) return;
+    for (int c = 33; c < 127; c++)
+        tchar[c] = !strchr("\"(),/:;<=>?@[\\]{}", c);
+}
+
 static int header_ok(const char *name, size_t nlen, const char *val, size_t vlen)
 {
     if (nlen == 0) return 0;
-    for (size_t i = 0; i < nlen; i++) {
-        unsigned char c = (unsigned char)name[i];
-        if (c <= 32 || c >= 127 || c == ':' || strchr("\"(),/;<=>?@[\\]{}", c)) return 0;
+    for (size_t i = 0; i < nlen; i++)
+        if (!tchar[(unsigned char)name[i]]) return 0;
+    /* no CR, LF or NUL in values (header injection) */
+    for (size_t i = 0; i < vlen; i++) {
+        char c = val[i];
+        if (c == '\r' || c == '\n' || c == '\0') return 0;
     }
-    for (size_t i = 0; i < vlen; i++)
-        if (val[i] == '\r' || val[i] == '\n' || val[i] == '\0') return 0;
     return 1;
 }
 
@@ -829,15 +843,26 @@ static void add_header(lua_State *L, xfer *x, const char *name, size_t nlen,
 {
     if (!header_ok(name, nlen, val, vlen))
         luaL_error(L, "invalid header name or value for '%s'", name);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    luaL_addlstring(&b, name, nlen);
-    /* "Name;" sends an empty value; "Name:" would remove the header. */
-    if (vlen == 0) luaL_addchar(&b, ';');
-    else { luaL_addstring(&b, ": "); luaL_addlstring(&b, val, vlen); }
-    luaL_pushresult(&b);
-    struct curl_slist *n = curl_slist_append(x->hdrs, lua_tostring(L, -1));
-    lua_pop(L, 1);
+    /* "Name: value" in a stack buffer (a heap one when long): no Lua
+     * string per header. "Name;" sends an empty value; "Name:" would
+     * remove the header. */
+    char stack[1024], *line = stack;
+    size_t len = nlen + (vlen ? 2 + vlen : 1);
+    if (len + 1 > sizeof stack) {
+        line = malloc(len + 1);
+        if (!line) luaL_error(L, "out of memory");
+    }
+    memcpy(line, name, nlen);
+    if (vlen == 0) {
+        line[nlen] = ';';
+    } else {
+        line[nlen] = ':';
+        line[nlen + 1] = ' ';
+        memcpy(line + nlen + 2, val, vlen);
+    }
+    line[len] = '\0';
+    struct curl_slist *n = curl_slist_append(x->hdrs, line);
+    if (line != stack) free(line);
     if (!n) luaL_error(L, "out of memory");
     x->hdrs = n;
     if (nlen == 12 && strncasecmp(name, "content-type", 12) == 0) seen[0] = 1;
@@ -1317,6 +1342,7 @@ static int http_walltime(lua_State *L)
 
 void aio_http_open(lua_State *L)
 {
+    init_tchar();
     static const luaL_Reg funcs[] = {
         {"http_pool", pool_new},
         {"http_request", http_request},

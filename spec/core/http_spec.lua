@@ -315,12 +315,27 @@ describe("http transport", function()
     assert.has_error(function() run(function() return http.request({ url = url, resolve = { "" } }) end) end)
   end)
 
+  it("sends long header values and every token character in names", function()
+    local long = ("v"):rep(5000) -- past the 1 KiB stack buffer
+    local name = "X-Test" -- nginx echoes x-test
+    local res = run(function()
+      return http.request({ url = srv:url("/reqheader"), headers = { [name] = long, ["A!#$%&'*+-.^_`|~9"] = "ok" } })
+    end)
+    assert.are.equal(200, res.status)
+    assert.truthy(res.body:find("x-test: " .. long, 1, true))
+  end)
+
   it("raises on wrong argument types and misuse", function()
     assert.has_error(function() run(function() return http.request("http://x/") end) end)
     assert.has_error(function() run(function() return http.request({}) end) end)
     assert.has_error(function() run(function() return http.request({ url = srv:url("/"), timeout = "1" }) end) end)
     assert.has_error(function() run(function() return http.request({ url = srv:url("/"), headers = 5 }) end) end)
     assert.has_error(function() run(function() return http.request({ url = srv:url("/"), headers = { ["X"] = "a\r\nInjected: 1" } }) end) end)
+    -- names must be RFC 9110 tokens
+    for _, bad in ipairs({ "a b", "a:b", "a(b", "", "x\0y", "caf\xc3\xa9", "a\tb" }) do
+      assert.has_error(function() run(function() return http.request({ url = srv:url("/"), headers = { [bad] = "v" } }) end) end,
+        nil, ("header name %q"):format(bad))
+    end
     assert.has_error(function() run(function() return http.request({ url = srv:url("/"), method = "get it" }) end) end)
     assert.has_error(function()
       run(function() return http.request({ url = srv:url("/"), body = "a", body_file = "/etc/hosts" }) end)
