@@ -22,6 +22,7 @@
  * libcurl callbacks here only copy bytes and flip flags; results are turned
  * into Lua values later, by the runtime's dispatcher, inside lua_pcall. */
 #include "runtime.h"
+#include "buf.h"
 #include "curl_ev.h"
 
 #include <ctype.h>
@@ -35,45 +36,6 @@
 #define REQ_MT  "aio_aws.http_request"
 #define DEFAULT_POOL_KEY "aio_aws.default_pool"
 #define POOL_FREE_EASY 64
-
-/* ------------------------------------------------------------------ */
-/* growable byte buffer with a read offset (stream consumers take from it) */
-
-typedef struct hbuf {
-    char *p;
-    size_t len, off, cap;
-} hbuf;
-
-static int hbuf_add(hbuf *b, const char *s, size_t n)
-{
-    if (b->off > 0 && b->off == b->len) b->off = b->len = 0;
-    if (b->len + n > b->cap) {
-        if (b->off > 0) { /* compact before growing */
-            memmove(b->p, b->p + b->off, b->len - b->off);
-            b->len -= b->off;
-            b->off = 0;
-        }
-        if (b->len + n > b->cap) {
-            size_t cap = b->cap ? b->cap : 16384;
-            while (cap < b->len + n) cap *= 2;
-            char *np = realloc(b->p, cap);
-            if (!np) return -1;
-            b->p = np;
-            b->cap = cap;
-        }
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    return 0;
-}
-
-static size_t hbuf_avail(const hbuf *b) { return b->len - b->off; }
-
-static void hbuf_free(hbuf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
 
 /* ------------------------------------------------------------------ */
 
@@ -95,13 +57,13 @@ struct xfer {
     int feed;             /* body fed from Lua through req:feed (feed mode) */
     int feed_eof;         /* req:feed_end called */
     int src_paused;       /* the read callback paused the upload (buffer empty) */
-    hbuf fbuf;            /* fed bytes not sent yet */
+    aio_buf fbuf;            /* fed bytes not sent yet */
     size_t feed_high;     /* feed() refuses more while this much waits */
     curl_off_t fed;       /* bytes fed so far */
     curl_off_t feed_len;  /* declared body length, or -1 (chunked) */
     FILE *sink;
     int sink_used;        /* the body went to the sink (2xx response) */
-    hbuf body, head;
+    aio_buf body, head;
     long status;
     long connects;        /* new connections this transfer needed */
     curl_off_t sink_bytes;
@@ -178,8 +140,8 @@ static void x_notify(xfer *x)
         return;
     int ready = x->state != X_RUNNING ||
                 (x->wait == W_HEAD && x->head_done) ||
-                (x->wait == W_DATA && hbuf_avail(&x->body) > 0) ||
-                (x->wait == W_SPACE && hbuf_avail(&x->fbuf) <= x->feed_high / 2);
+                (x->wait == W_DATA && aio_buf_avail(&x->body) > 0) ||
+                (x->wait == W_SPACE && aio_buf_avail(&x->fbuf) <= x->feed_high / 2);
     if (!ready)
         return;
     if (aio_task_complete(x->waiter, &x->op)) {
@@ -205,7 +167,7 @@ static void x_finish(xfer *x, int state)
         x->easy = NULL;
     }
     if (x->src) { fclose(x->src); x->src = NULL; }
-    hbuf_free(&x->fbuf); /* unsent fed bytes are useless now */
+    aio_buf_free(&x->fbuf); /* unsent fed bytes are useless now */
     if (x->sink) {
         if (fclose(x->sink) != 0 && x->result == CURLE_OK) {
             x->result = CURLE_WRITE_ERROR;
@@ -281,7 +243,7 @@ static size_t x_write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     xfer *x = ud;
     size_t n = size * nmemb;
-    if (x->sink && !x->sink_used && x->sink_bytes == 0 && hbuf_avail(&x->body) == 0) {
+    if (x->sink && !x->sink_used && x->sink_bytes == 0 && aio_buf_avail(&x->body) == 0) {
         /* Error bodies (>= 300) stay in memory so the caller can parse them. */
         long st = 0;
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &st);
@@ -296,7 +258,7 @@ static size_t x_write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
         x_active(x);
         return n;
     }
-    if (x->stream && hbuf_avail(&x->body) >= x->high_water) {
+    if (x->stream && aio_buf_avail(&x->body) >= x->high_water) {
         /* Back-pressure: curl keeps this chunk and hands it over again
          * after curl_easy_pause(CURLPAUSE_CONT) (CURLOPT_WRITEFUNCTION). */
         x->paused = 1;
@@ -304,7 +266,7 @@ static size_t x_write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
         if (x->idle_secs > 0) ev_timer_stop(x->rt->loop, &x->idle);
         return CURL_WRITEFUNC_PAUSE;
     }
-    if (hbuf_add(&x->body, ptr, n) != 0) {
+    if (aio_buf_add(&x->body, ptr, n) != 0) {
         snprintf(x->errbuf, sizeof x->errbuf, "out of memory buffering the response body");
         return 0;
     }
@@ -330,7 +292,7 @@ static size_t x_header_cb(char *ptr, size_t size, size_t nitems, void *ud)
         }
         return n;
     }
-    if (hbuf_add(&x->head, ptr, n) != 0)
+    if (aio_buf_add(&x->head, ptr, n) != 0)
         return 0;
     return n;
 }
@@ -357,7 +319,7 @@ static size_t x_read_cb(char *buf, size_t size, size_t nitems, void *ud)
 static size_t x_feed_read_cb(char *buf, size_t size, size_t nitems, void *ud)
 {
     xfer *x = ud;
-    size_t want = size * nitems, avail = hbuf_avail(&x->fbuf);
+    size_t want = size * nitems, avail = aio_buf_avail(&x->fbuf);
     if (avail == 0) {
         if (x->feed_eof) return 0;
         x->src_paused = 1;
@@ -580,9 +542,9 @@ static int x_push_result(lua_State *L, xfer *x, int kind)
             lua_pushinteger(L, (lua_Integer)x->sink_bytes);
             lua_setfield(L, -2, "body_size");
         } else {
-            lua_pushlstring(L, x->body.p ? x->body.p + x->body.off : "", hbuf_avail(&x->body));
+            lua_pushlstring(L, x->body.p ? x->body.p + x->body.off : "", aio_buf_avail(&x->body));
             lua_setfield(L, -2, "body");
-            hbuf_free(&x->body);
+            aio_buf_free(&x->body);
         }
     }
     return 1;
@@ -736,9 +698,9 @@ static void x_close(xfer *x)
         if (x->state == X_NEW && x->easy) { curl_easy_cleanup(x->easy); x->easy = NULL; }
         x_finish(x, X_CLOSED);
     }
-    hbuf_free(&x->body);
-    hbuf_free(&x->head);
-    hbuf_free(&x->fbuf);
+    aio_buf_free(&x->body);
+    aio_buf_free(&x->head);
+    aio_buf_free(&x->fbuf);
 }
 
 /* The request's uservalue 3 keeps its pool alive, and a closed pool has
@@ -1178,7 +1140,7 @@ static int req_take(lua_State *L)
 {
     xfer *x = req_check(L, 1);
     lua_Integer max = luaL_optinteger(L, 2, 0);
-    size_t avail = hbuf_avail(&x->body);
+    size_t avail = aio_buf_avail(&x->body);
     if (avail > 0) {
         size_t n = (max > 0 && (size_t)max < avail) ? (size_t)max : avail;
         lua_pushlstring(L, x->body.p + x->body.off, n);
@@ -1186,7 +1148,7 @@ static int req_take(lua_State *L)
         /* Resume a paused transfer once half the buffer is free. Not inside
          * a libcurl callback here, so curl_easy_pause is allowed; it may
          * call the write callback at once, which only buffers. */
-        if (x->paused && x->state == X_RUNNING && hbuf_avail(&x->body) <= x->high_water / 2) {
+        if (x->paused && x->state == X_RUNNING && aio_buf_avail(&x->body) <= x->high_water / 2) {
             x->paused = 0;
             x_active(x);
             curl_easy_pause(x->easy, x->src_paused ? CURLPAUSE_SEND : CURLPAUSE_CONT);
@@ -1219,8 +1181,8 @@ static int req_wait(lua_State *L)
     int what = luaL_checkoption(L, 3, "data", whats);
     int kind = what == 0 ? W_DATA : what == 1 ? W_SPACE : x->stream ? W_HEAD : W_RESPONSE;
     int ready = x->state != X_RUNNING ||
-                (kind == W_DATA && hbuf_avail(&x->body) > 0) ||
-                (kind == W_SPACE && hbuf_avail(&x->fbuf) < x->feed_high) ||
+                (kind == W_DATA && aio_buf_avail(&x->body) > 0) ||
+                (kind == W_SPACE && aio_buf_avail(&x->fbuf) < x->feed_high) ||
                 (kind == W_HEAD && x->head_done);
     if (ready) {
         lua_pushboolean(L, 0);
@@ -1263,7 +1225,7 @@ static int req_feed(lua_State *L)
         lua_pushnil(L);
         return 1;
     }
-    if (hbuf_avail(&x->fbuf) >= x->feed_high) {
+    if (aio_buf_avail(&x->fbuf) >= x->feed_high) {
         lua_pushboolean(L, 0);
         return 1;
     }
@@ -1276,7 +1238,7 @@ static int req_feed(lua_State *L)
         return 1;
     }
     if (n > 0) {
-        if (hbuf_add(&x->fbuf, s, n) != 0) luaL_error(L, "out of memory buffering the request body");
+        if (aio_buf_add(&x->fbuf, s, n) != 0) luaL_error(L, "out of memory buffering the request body");
         x->fed += (curl_off_t)n;
         x_resume_upload(x);
     }

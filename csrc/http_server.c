@@ -24,6 +24,7 @@
  * requests) stay in the connection's buffer and are parsed next. */
 #define _GNU_SOURCE /* accept4, mkostemp */
 #include "runtime.h"
+#include "buf.h"
 
 #include <http_parser.h>
 
@@ -48,46 +49,6 @@
 
 #define SRV_MT "aio_aws.http_server"
 #define EX_MT  "aio_aws.http_exchange"
-
-/* ------------------------------------------------------------------ */
-/* byte buffer with a read offset                                       */
-
-typedef struct sbuf {
-    char *p;
-    size_t len, off, cap;
-} sbuf;
-
-static int sbuf_add(sbuf *b, const char *s, size_t n)
-{
-    if (n == 0) return 0;
-    if (b->off > 0 && b->off == b->len) b->off = b->len = 0;
-    if (b->len + n > b->cap) {
-        if (b->off > 0) {
-            memmove(b->p, b->p + b->off, b->len - b->off);
-            b->len -= b->off;
-            b->off = 0;
-        }
-        if (b->len + n > b->cap) {
-            size_t cap = b->cap ? b->cap : 4096;
-            while (cap < b->len + n) cap *= 2;
-            char *np = realloc(b->p, cap);
-            if (!np) return -1;
-            b->p = np;
-            b->cap = cap;
-        }
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    return 0;
-}
-
-static size_t sbuf_avail(const sbuf *b) { return b->len - b->off; }
-
-static void sbuf_free(sbuf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
 
 /* ------------------------------------------------------------------ */
 
@@ -115,8 +76,8 @@ struct conn {
     ev_io rio, wio;
     ev_timer tm;
     http_parser parser;
-    sbuf in;              /* read but not parsed yet (pipelined requests) */
-    sbuf out;             /* response bytes not yet sent */
+    aio_buf in;              /* read but not parsed yet (pipelined requests) */
+    aio_buf out;             /* response bytes not yet sent */
     int file_fd;          /* response body file, or -1 */
     off_t file_off;
     uint64_t file_left;
@@ -125,12 +86,12 @@ struct conn {
     int rd_eof;           /* the peer closed its side */
     int shut;             /* we sent our FIN */
     /* the request being read */
-    sbuf url, hb;
+    aio_buf url, hb;
     hdr *hdrs;
     size_t nhdrs, cap_hdrs;
     int last_cb;          /* 1 after a header name piece, 2 after a value piece */
     size_t head_bytes;
-    sbuf body;
+    aio_buf body;
     int spool_fd;
     char *spool_path;
     uint64_t body_len;
@@ -286,14 +247,14 @@ static void ex_drop(aio_rt *rt, aio_op *op)
 
 static void req_reset(conn *c)
 {
-    sbuf_free(&c->url);
-    sbuf_free(&c->hb);
+    aio_buf_free(&c->url);
+    aio_buf_free(&c->hb);
     free(c->hdrs);
     c->hdrs = NULL;
     c->nhdrs = c->cap_hdrs = 0;
     c->last_cb = 0;
     c->head_bytes = 0;
-    sbuf_free(&c->body);
+    aio_buf_free(&c->body);
     if (c->spool_fd >= 0) { close(c->spool_fd); c->spool_fd = -1; }
     if (c->spool_path) {
         /* The handler may have renamed the file away to keep it. */
@@ -334,8 +295,8 @@ static int spool_start(conn *c)
         c->spool_path = NULL;
         return -1;
     }
-    if (spool_write(c, c->body.p + c->body.off, sbuf_avail(&c->body)) != 0) return -1;
-    sbuf_free(&c->body);
+    if (spool_write(c, c->body.p + c->body.off, aio_buf_avail(&c->body)) != 0) return -1;
+    aio_buf_free(&c->body);
     return 0;
 }
 
@@ -368,7 +329,7 @@ static int on_url(http_parser *p, const char *at, size_t n)
         c->err_status = 414; /* RFC 9110 s15.5.15 */
         return 1;
     }
-    if (sbuf_add(&c->url, at, n) != 0) { c->err_status = 503; return 1; }
+    if (aio_buf_add(&c->url, at, n) != 0) { c->err_status = 503; return 1; }
     return 0;
 }
 
@@ -390,7 +351,7 @@ static int on_header_field(http_parser *p, const char *at, size_t n)
         h->voff = h->vlen = 0;
         c->last_cb = 1;
     }
-    if (sbuf_add(&c->hb, at, n) != 0) { c->err_status = 503; return 1; }
+    if (aio_buf_add(&c->hb, at, n) != 0) { c->err_status = 503; return 1; }
     c->hdrs[c->nhdrs - 1].nlen += n;
     return 0;
 }
@@ -405,7 +366,7 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
         h->vlen = 0;
         c->last_cb = 2;
     }
-    if (sbuf_add(&c->hb, at, n) != 0) { c->err_status = 503; return 1; }
+    if (aio_buf_add(&c->hb, at, n) != 0) { c->err_status = 503; return 1; }
     h->vlen += n;
     return 0;
 }
@@ -459,7 +420,7 @@ static int on_headers_complete(http_parser *p)
             while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t')) vl--;
             if (hdr_is(c, h, "expect") && vl == 12 && strncasecmp(v, "100-continue", 12) == 0) {
                 static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-                if (sbuf_add(&c->out, cont, sizeof cont - 1) != 0) {
+                if (aio_buf_add(&c->out, cont, sizeof cont - 1) != 0) {
                     c->err_status = 503;
                     return -1;
                 }
@@ -479,12 +440,12 @@ static int on_body(http_parser *p, const char *at, size_t n)
         return 1;
     }
     c->body_len += n;
-    if (c->spool_fd < 0 && sbuf_avail(&c->body) + n > s->spool_threshold) {
+    if (c->spool_fd < 0 && aio_buf_avail(&c->body) + n > s->spool_threshold) {
         if (spool_start(c) != 0) { c->err_status = 500; return 1; }
     }
     if (c->spool_fd >= 0) {
         if (spool_write(c, at, n) != 0) { c->err_status = 500; return 1; }
-    } else if (sbuf_add(&c->body, at, n) != 0) {
+    } else if (aio_buf_add(&c->body, at, n) != 0) {
         c->err_status = 503;
         return 1;
     }
@@ -586,8 +547,8 @@ static void conn_close(conn *c)
     if (c->fd >= 0) close(c->fd);
     if (c->file_fd >= 0) close(c->file_fd);
     req_reset(c);
-    sbuf_free(&c->in);
-    sbuf_free(&c->out);
+    aio_buf_free(&c->in);
+    aio_buf_free(&c->out);
     if (c->prev) c->prev->next = c->next; else s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     s->nconns--;
@@ -618,7 +579,7 @@ static int conn_fail(conn *c, int status)
                      "Connection: close\r\n\r\n%s\n",
                      status, reason, strlen(reason) + 1, reason);
     req_reset(c);
-    sbuf_add(&c->out, msg, (size_t)n);
+    aio_buf_add(&c->out, msg, (size_t)n);
     return conn_linger(c);
 }
 
@@ -644,7 +605,7 @@ static int conn_feed(conn *c, const char *data, size_t n)
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
     if (e == HPE_PAUSED && !c->err_status) {
         http_parser_pause(&c->parser, 0);
-        if (done < n && sbuf_add(&c->in, data + done, n - done) != 0) {
+        if (done < n && aio_buf_add(&c->in, data + done, n - done) != 0) {
             conn_close(c);
             return -1;
         }
@@ -663,7 +624,7 @@ static int conn_feed(conn *c, const char *data, size_t n)
 /* Parse the bytes kept from an earlier read. */
 static int conn_resume_parse(conn *c)
 {
-    sbuf pending = c->in;
+    aio_buf pending = c->in;
     memset(&c->in, 0, sizeof c->in);
     int r = conn_feed(c, pending.p + pending.off, pending.len - pending.off);
     free(pending.p);
@@ -682,7 +643,7 @@ static int conn_response_done(conn *c)
     c->state = C_READ;
     c->in_request = 0;
     c->last_io = ev_now(s->rt->loop);
-    if (sbuf_avail(&c->in) > 0) {
+    if (aio_buf_avail(&c->in) > 0) {
         if (conn_resume_parse(c) != 0) return -1;
         if (c->state != C_READ) return 0;
     }
@@ -717,8 +678,8 @@ static int conn_flush(conn *c)
 {
     struct ev_loop *loop = c->s->rt->loop;
     int blocked = 0;
-    while (sbuf_avail(&c->out) > 0) {
-        ssize_t n = send(c->fd, c->out.p + c->out.off, sbuf_avail(&c->out), MSG_NOSIGNAL);
+    while (aio_buf_avail(&c->out) > 0) {
+        ssize_t n = send(c->fd, c->out.p + c->out.off, aio_buf_avail(&c->out), MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) { blocked = 1; break; }
@@ -729,8 +690,8 @@ static int conn_flush(conn *c)
         c->out.off += (size_t)n;
         c->last_io = ev_now(loop);
     }
-    if (sbuf_avail(&c->out) == 0) c->out.off = c->out.len = 0;
-    while (!blocked && c->file_left > 0 && sbuf_avail(&c->out) == 0) {
+    if (aio_buf_avail(&c->out) == 0) c->out.off = c->out.len = 0;
+    while (!blocked && c->file_left > 0 && aio_buf_avail(&c->out) == 0) {
         size_t want = c->file_left > (1u << 30) ? (1u << 30) : (size_t)c->file_left;
         ssize_t n = send_file(c->fd, c->file_fd, &c->file_off, want);
         if (n < 0) {
@@ -1069,9 +1030,9 @@ static void push_request(lua_State *L, conn *c)
         lua_pushstring(L, c->spool_path);
         lua_setfield(L, -2, "body_file");
     } else {
-        lua_pushlstring(L, c->body.p ? c->body.p + c->body.off : "", sbuf_avail(&c->body));
+        lua_pushlstring(L, c->body.p ? c->body.p + c->body.off : "", aio_buf_avail(&c->body));
         lua_setfield(L, -2, "body");
-        sbuf_free(&c->body);
+        aio_buf_free(&c->body);
     }
     lua_createtable(L, 0, (int)c->nhdrs);              /* [req, headers] */
     lua_createtable(L, (int)c->nhdrs, 0);              /* [req, headers, list] */
@@ -1496,7 +1457,7 @@ static int ex_respond(lua_State *L)
         ho_str(&h, "Connection: keep-alive\r\n"); /* RFC 9112 s9.3 for 1.0 clients */
     ho_add(&h, "\r\n", 2);
     if (!no_body && body) ho_add(&h, body, blen);
-    if (h.failed || sbuf_add(&c->out, h.p, h.len) != 0) {
+    if (h.failed || aio_buf_add(&c->out, h.p, h.len) != 0) {
         free(h.p);
         if (ffd >= 0) close(ffd);
         lua_pushnil(L);

@@ -21,6 +21,7 @@
  * Lua side (aio_aws.process) calls on_line from that task. */
 #define _GNU_SOURCE /* pipe2, execvpe, close_range */
 #include "runtime.h"
+#include "buf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -47,32 +48,6 @@
 
 enum { M_LINES, M_CAPTURE, M_DISCARD };
 
-typedef struct pbuf {
-    char *p;
-    size_t len, cap;
-} pbuf;
-
-static int pbuf_add(pbuf *b, const char *s, size_t n)
-{
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n) cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) return -1;
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    return 0;
-}
-
-static void pbuf_free(pbuf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
-
 typedef struct proc proc;
 
 typedef struct pstream {
@@ -80,8 +55,8 @@ typedef struct pstream {
     int idx;          /* 0 stdout, 1 stderr */
     int fd;           /* -1 once at EOF/closed */
     ev_io w;
-    pbuf part;        /* lines mode: the unfinished line */
-    pbuf cap;         /* capture mode: everything, up to capture_max */
+    aio_buf part;        /* lines mode: the unfinished line */
+    aio_buf cap;         /* capture mode: everything, up to capture_max */
 } pstream;
 
 struct proc {
@@ -100,7 +75,7 @@ struct proc {
     int exited, status;
     int paused;       /* readers stopped for back-pressure */
     int oom;          /* a buffer could not grow: output was lost */
-    pbuf q;           /* queued lines: [u8 stream][u32 len][bytes] ... */
+    aio_buf q;           /* queued lines: [u8 stream][u32 len][bytes] ... */
     aio_task *waiter;
     int pending;      /* a wake-up is scheduled */
     int ref;          /* anchor while the child or its pipes are live */
@@ -162,7 +137,7 @@ static void q_line(proc *pr, int idx, const char *s, size_t n)
     uint32_t len = (uint32_t)n;
     hdr[0] = (unsigned char)idx;
     memcpy(hdr + 1, &len, 4);
-    if (pbuf_add(&pr->q, (const char *)hdr, 5) != 0 || pbuf_add(&pr->q, s, n) != 0)
+    if (aio_buf_add(&pr->q, (const char *)hdr, 5) != 0 || aio_buf_add(&pr->q, s, n) != 0)
         pr->oom = 1;
 }
 
@@ -179,7 +154,7 @@ static void s_lines(pstream *ps, const char *s, size_t n)
             if (ps->part.len == 0) {
                 q_line(pr, ps->idx, s, take);
             } else {
-                if (pbuf_add(&ps->part, s, take) != 0) pr->oom = 1;
+                if (aio_buf_add(&ps->part, s, take) != 0) pr->oom = 1;
                 q_line(pr, ps->idx, ps->part.p, ps->part.len);
                 ps->part.len = 0;
             }
@@ -188,13 +163,13 @@ static void s_lines(pstream *ps, const char *s, size_t n)
             continue;
         }
         if (!nl) {
-            if (pbuf_add(&ps->part, s, n) != 0) pr->oom = 1;
+            if (aio_buf_add(&ps->part, s, n) != 0) pr->oom = 1;
             return;
         }
         if (ps->part.len == 0) {
             q_line(pr, ps->idx, s, seg);
         } else {
-            if (pbuf_add(&ps->part, s, seg) != 0) pr->oom = 1;
+            if (aio_buf_add(&ps->part, s, seg) != 0) pr->oom = 1;
             q_line(pr, ps->idx, ps->part.p, ps->part.len);
             ps->part.len = 0;
         }
@@ -241,7 +216,7 @@ static void s_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         size_t room = pr->capture_max > ps->cap.len ? pr->capture_max - ps->cap.len : 0;
         size_t keep = (size_t)n < room ? (size_t)n : room;
         if (keep < (size_t)n) pr->truncated = 1;
-        if (keep > 0 && pbuf_add(&ps->cap, buf, keep) != 0) pr->oom = 1;
+        if (keep > 0 && aio_buf_add(&ps->cap, buf, keep) != 0) pr->oom = 1;
     }
     p_notify(pr);
     p_release(pr);
@@ -356,8 +331,8 @@ static void p_free(proc *pr)
             close(ps->fd);
             ps->fd = -1;
         }
-        pbuf_free(&ps->part);
-        pbuf_free(&ps->cap);
+        aio_buf_free(&ps->part);
+        aio_buf_free(&ps->cap);
     }
     in_close(pr);
     if (!pr->exited && pr->pid > 0) {
@@ -367,7 +342,7 @@ static void p_free(proc *pr)
         kill(-pr->pid, SIGKILL);
         kill(pr->pid, SIGKILL);
     }
-    pbuf_free(&pr->q);
+    aio_buf_free(&pr->q);
 }
 
 static int p_gc(lua_State *L)
@@ -668,7 +643,7 @@ static int p_take(lua_State *L)
         off += 5 + len;
     }
     pr->q.len = 0;
-    if (pr->q.cap > 4 * QUEUE_HIGH) pbuf_free(&pr->q);
+    if (pr->q.cap > 4 * QUEUE_HIGH) aio_buf_free(&pr->q);
     if (pr->paused && !pr->freed && !pr->rt->closed) {
         pr->paused = 0;
         for (int i = 0; i < 2; i++)
