@@ -456,15 +456,26 @@ local function encoder(q)
   return url_encode
 end
 
-function S3:list_objects_v2(r)
+-- What every listing takes first: the bucket, the key encoder
+-- (encoding-type), the page size (`max_name`: max-keys, max-uploads),
+-- prefix and delimiter. Returns nil, err for the first thing wrong.
+local function listing_args(self, r, max_name)
   local q = r.q
   local b, e = self:bucket(r.bucket)
   if not b then return nil, e end
   local enc, eerr = encoder(q)
   if not enc then return nil, eerr end
-  local max, merr = parse_max(q, "max-keys", 1000, 1000)
+  local max, merr = parse_max(q, max_name, 1000, 1000)
   if not max then return nil, merr end
-  local prefix, delim = q.prefix or "", nonempty(q.delimiter)
+  return { bucket = b, enc = enc, max = max, prefix = q.prefix or "", delim = nonempty(q.delimiter) }
+end
+
+function S3:list_objects_v2(r)
+  local q = r.q
+  local la, lerr = listing_args(self, r, "max-keys")
+  if not la then return nil, lerr end
+  local b, enc, max = la.bucket, la.enc, la.max
+  local prefix, delim = la.prefix, la.delim
   local token = q["continuation-token"]
   local marker
   if token then
@@ -504,13 +515,10 @@ end
 
 function S3:list_objects(r)
   local q = r.q
-  local b, e = self:bucket(r.bucket)
-  if not b then return nil, e end
-  local enc, eerr = encoder(q)
-  if not enc then return nil, eerr end
-  local max, merr = parse_max(q, "max-keys", 1000, 1000)
-  if not max then return nil, merr end
-  local prefix, delim, marker = q.prefix or "", nonempty(q.delimiter), q.marker
+  local la, lerr = listing_args(self, r, "max-keys")
+  if not la then return nil, lerr end
+  local b, enc, max = la.bucket, la.enc, la.max
+  local prefix, delim, marker = la.prefix, la.delim, q.marker
   local entries, truncated = walk(b, prefix, delim, marker, max)
   local parts = { el("Name", r.bucket), el("Prefix", enc(prefix)), el("Marker", enc(marker or "")) }
   -- NextMarker only when a delimiter was given (ListObjects): otherwise
@@ -1114,13 +1122,10 @@ end
 
 function S3:list_multipart_uploads(r)
   local q = r.q
-  local b, e = self:bucket(r.bucket)
-  if not b then return nil, e end
-  local enc, eerr = encoder(q)
-  if not enc then return nil, eerr end
-  local max, merr = parse_max(q, "max-uploads", 1000, 1000)
-  if not max then return nil, merr end
-  local prefix, delim = q.prefix or "", nonempty(q.delimiter)
+  local la, lerr = listing_args(self, r, "max-uploads")
+  if not la then return nil, lerr end
+  local enc, max = la.enc, la.max
+  local prefix, delim = la.prefix, la.delim
   local km, uim = q["key-marker"] or "", q["upload-id-marker"] or ""
   local ups = {}
   for _, u in pairs(self.disk.uploads) do
